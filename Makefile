@@ -1,0 +1,41 @@
+# One command runs every check: `make test` (ruff lint, ruff format check, pytest).
+# CI (.ci/run) runs exactly that.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Reinstalled whenever pyproject.toml changes (or the venv is recreated).
+STAMP := $(VENV)/.stamp-install
+
+.PHONY: test lint format bench run clean
+
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m loadtest.bench_protocol
+
+run:
+	@echo "kvcache server not built yet: see issue 4 (kvcache server); protocol/ is available" >&2
+	@exit 1
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Shared pytest configuration; tests/ mirrors the packages (tests/protocol, ...)."""
