@@ -1,0 +1,221 @@
+"""Incremental, sans-I/O framing of memcached's text protocol (server side).
+
+    feed(bytes) --> [ line? -> tokens -> command table -> Request ]
+                    [ data block of N+2 bytes for set/ms        ]
+                    [ swallow N+2 bytes after a rejected value  ]
+    next_event() -> Request | NEED_DATA, or raises a ProtocolError
+
+Invariants:
+- Any chunking of the input gives the same events and errors (h11's rule).
+- A raised ProtocolError has consumed its offending input; the next call
+  continues with the next command, as memcached does after an error.
+- Memory is bounded: a line is at most `max_line` bytes (2048, memcached's
+  limit), except get/gets/gat/gats lines, at most `max_get_line` (1 MiB);
+  a data block of N bytes is held once (N + 2 bytes); swallowed bytes are
+  never held. Scans never restart from the start of a partial line.
+- A line longer than its limit raises ClientError("line too long",
+  close=True); the parser then ignores all further input (memcached closes
+  the connection).
+"""
+
+from __future__ import annotations
+
+from protocol.errors import ClientError, CommandError, ProtocolError
+from protocol.memcache import meta, text
+from protocol.memcache.requests import NEED_DATA, BinaryProtocol, Request
+
+__all__ = ["DEFAULT_ITEM_SIZE_MAX", "Parser"]
+
+DEFAULT_ITEM_SIZE_MAX = 1024 * 1024  # memcached -I default
+MAX_LINE = 2048  # memcached: no newline within 2048 bytes -> close
+MAX_GET_LINE = 1024 * 1024  # multi-get lines may be long; bounded here
+
+_COMMANDS = {**text.COMMANDS, **meta.COMMANDS}
+_LONG_LINE_PREFIXES = (b"get ", b"gets ", b"gat ", b"gats ")
+
+
+class Parser:
+    """Turns a client's byte stream into request events, incrementally."""
+
+    __slots__ = (
+        "item_size_max",
+        "max_line",
+        "max_get_line",
+        "_buf",
+        "_pos",
+        "_scan",
+        "_pending",
+        "_need",
+        "_swallow",
+        "_started",
+        "_closed",
+    )
+
+    def __init__(
+        self,
+        item_size_max: int = DEFAULT_ITEM_SIZE_MAX,
+        max_line: int = MAX_LINE,
+        max_get_line: int = MAX_GET_LINE,
+    ):
+        self.item_size_max = item_size_max  # bytes; larger items are refused
+        self.max_line = max_line  # bytes, excluding the newline
+        self.max_get_line = max_get_line  # bytes, for get/gets/gat/gats lines
+        self._buf: bytes | bytearray = b""  # unconsumed input from _pos on
+        self._pos = 0  # first unconsumed byte of _buf
+        self._scan = 0  # _buf holds no newline in [_pos, _scan)
+        self._pending: Request | None = None  # store waiting for its block
+        self._need = 0  # bytes of that block, \r\n included
+        self._swallow = 0  # bytes still to discard
+        self._started = False  # saw the connection's first byte
+        self._closed = False  # fatal error: ignore all further input
+
+    # -- input -----------------------------------------------------------
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append received bytes. Never parses; call next_event() after."""
+        if self._closed or not data:
+            return
+        buf = self._buf
+        pos = self._pos
+        if pos >= len(buf):
+            self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = self._scan = 0
+            return
+        if type(buf) is bytes:
+            nbuf = bytearray(memoryview(buf)[pos:])
+            self._scan -= pos
+            self._pos = 0
+            nbuf += data
+            self._buf = nbuf
+            return
+        if pos > 65536 and pos > len(buf) // 2:
+            del buf[:pos]  # O(1) front deletion in CPython's bytearray
+            self._scan -= pos
+            self._pos = 0
+        buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet consumed (for bounded-memory checks)."""
+        return len(self._buf) - self._pos
+
+    @property
+    def closed(self) -> bool:
+        """True after a fatal error: the connection is to be closed."""
+        return self._closed
+
+    # -- events ----------------------------------------------------------
+
+    def next_event(self) -> Request:
+        """The next request, or NEED_DATA; raises a ProtocolError for bad input."""
+        if self._pending is not None:
+            return self._read_block()
+        if self._swallow:
+            if not self._do_swallow():
+                return NEED_DATA
+        buf = self._buf
+        pos = self._pos
+        if pos >= len(buf) or self._closed:
+            return NEED_DATA
+        if not self._started:
+            self._started = True
+            if buf[pos] == 0x80:
+                self._close()
+                return BinaryProtocol()
+        nl = buf.find(b"\n", self._scan if self._scan > pos else pos)
+        if nl < 0:
+            self._scan = len(buf)
+            if len(buf) - pos > self.max_line:
+                self._check_long_line(buf, pos, len(buf))
+            return NEED_DATA
+        end = nl
+        if end - pos > 1 and buf[end - 1] == 13:
+            end -= 1
+        if end - pos > self.max_line:
+            self._check_long_line(buf, pos, end)
+        line = buf[pos:end]
+        self._pos = nl + 1
+        if type(line) is not bytes:
+            line = bytes(line)
+        toks = line.split(b" ")
+        if b"" in toks:
+            toks = [t for t in toks if t]
+            if not toks:
+                raise CommandError()
+        handler = _COMMANDS.get(toks[0])
+        if handler is None:
+            raise CommandError()
+        req = handler(self, toks)
+        if req is None:  # a store: its data block follows
+            return self._read_block()
+        return req
+
+    def __iter__(self):
+        """Yield events until NEED_DATA; errors propagate (then iterate again)."""
+        while True:
+            ev = self.next_event()
+            if ev is NEED_DATA:
+                return
+            yield ev
+
+    # -- helpers for the command tables ------------------------------------
+
+    def expect_block(self, req: Request, nbytes: int) -> None:
+        """The data block of `nbytes` bytes (plus \\r\\n) belongs to `req`."""
+        self._pending = req
+        self._need = nbytes + 2
+
+    def swallow(self, nbytes: int, exc: ProtocolError) -> ProtocolError:
+        """Discard the next `nbytes` bytes (a refused value), then report `exc`."""
+        self._swallow = nbytes
+        return exc
+
+    # -- internals ---------------------------------------------------------
+
+    def _read_block(self) -> Request:
+        need = self._need
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < need:
+            return NEED_DATA
+        req = self._pending
+        self._pending = None
+        end = pos + need
+        self._pos = end
+        if buf[end - 2] != 13 or buf[end - 1] != 10:
+            raise ClientError("bad data chunk", noreply=getattr(req, "noreply", False))
+        if type(buf) is bytes:
+            data = buf[pos : end - 2]
+        else:
+            with memoryview(buf) as mv:
+                data = bytes(mv[pos : end - 2])
+        if req.cmd == "ms":
+            req.data = data
+        else:
+            req.value = data
+        return req
+
+    def _do_swallow(self) -> bool:
+        avail = len(self._buf) - self._pos
+        if avail < self._swallow:
+            self._swallow -= avail
+            self._buf = b""
+            self._pos = self._scan = 0
+            return False
+        self._pos += self._swallow
+        self._swallow = 0
+        return True
+
+    def _check_long_line(self, buf: bytes | bytearray, pos: int, end: int) -> None:
+        head = bytes(buf[pos : pos + 110]).lstrip(b" ")
+        if head.startswith(_LONG_LINE_PREFIXES) and (end - pos) <= self.max_get_line:
+            return
+        self._close()
+        raise ClientError("line too long", close=True)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._buf = b""
+        self._pos = self._scan = 0
+        self._pending = None
+        self._swallow = 0
