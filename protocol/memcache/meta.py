@@ -31,7 +31,6 @@ Debian's 1.6.18 and follow current memcached.
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import TYPE_CHECKING
 
 from protocol.errors import ClientError, CommandError, ServerError
@@ -69,7 +68,9 @@ MAX_TOKENS = 20  # memcached's MFLAG_MAX_OPT_LENGTH, counting a terminal token
 
 # Flag character -> (attribute, reader, error message). Readers: "bool" sets
 # True, "int32"/"uint32"/"uint64" read numbers, "mode" takes one character,
-# None accepts the flag (it only shapes the reply, or is ignored).
+# None accepts the flag (it only shapes the reply, or is ignored). A bad F
+# token sets no message of its own (memcached's errstr keeps its last value,
+# "bad command line format" by default).
 _BAD_TOKEN = "bad token in command line format"
 _FLAGS: dict[int, tuple[str | None, str | None, str]] = {
     ord("b"): ("binary", "b64", "error decoding key"),
@@ -78,7 +79,7 @@ _FLAGS: dict[int, tuple[str | None, str | None, str]] = {
     ord("D"): ("delta", "uint64", "invalid numeric delta value"),
     ord("E"): ("new_cas", "uint64", _BAD_TOKEN),
     ord("f"): (None, None, ""),
-    ord("F"): ("client_flags", "uint32", BAD_FORMAT),
+    ord("F"): ("client_flags", "uint32", ""),
     ord("h"): (None, None, ""),
     ord("I"): ("invalidate", "bool", ""),
     ord("J"): ("initial", "uint64", "invalid numeric initial value"),
@@ -102,15 +103,31 @@ _FLAGS: dict[int, tuple[str | None, str | None, str]] = {
 _READERS = {"int32": strtol32, "uint32": strtoul32, "uint64": strtoull64}
 _MS_MODES = frozenset(b"EAPRS")
 _MA_MODES = frozenset(b"I+D-")
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_B64_JUNK = bytes(c for c in range(256) if c not in _B64_CHARS)  # skipped when decoding
 
 
 def decode_key(key: bytes) -> bytes | None:
-    """A base64 key decoded, or None if it is not valid base64 (or empty)."""
-    try:
-        out = base64.b64decode(key, validate=True)
-    except (binascii.Error, ValueError):
+    """A base64 key decoded as memcached's base64_decode does, or None on failure.
+
+    memcached's decoder is lenient: bytes outside the alphabet are skipped,
+    the rest must be a multiple of 4 characters, and decoding stops after
+    the first block holding `=` (1 or 2 of them; 3 or 4 fail). So `ab!cd`
+    decodes like `abcd` and `YQ==YWJj` like `YQ==`.
+    """
+    chars = key.translate(None, _B64_JUNK)
+    if not chars or len(chars) % 4:
         return None
-    return out or None
+    eq = chars.find(b"=")
+    if eq < 0:
+        return base64.b64decode(chars)
+    start = eq - eq % 4
+    block = chars[start : start + 4]
+    pad = block.count(b"=")
+    if pad > 2:
+        return None
+    out = base64.b64decode(chars[:start] + block.replace(b"=", b"A"))
+    return out[:-pad]
 
 
 def encode_key(key: bytes) -> bytes:
@@ -125,7 +142,8 @@ def _preparse(req: MetaRequest, toks: list[bytes], start: int, error: str | None
     flag stops at once. `error` replaces every message (md, ma).
     """
     seen = set()
-    failure = None
+    failed = False
+    failure = BAD_FORMAT  # memcached's errstr: the last message set wins
     flags = toks[start:]
     for tok in flags:
         c = tok[0]
@@ -138,28 +156,29 @@ def _preparse(req: MetaRequest, toks: list[bytes], start: int, error: str | None
         attr, reader, message = spec
         if reader is None:
             continue
+        ok = True
         if reader == "bool":
             setattr(req, attr, True)
         elif reader == "mode":
-            if len(tok) != 2:
-                failure = message
-            else:
+            ok = len(tok) == 2
+            if ok:
                 req.mode = tok[1]
         elif reader == "b64":
             key = decode_key(req.key)
             req.binary = True
-            if key is None:
-                failure = message
-            else:
+            ok = key is not None
+            if ok:
                 req.key = key
         else:
             v = _READERS[reader](tok[1:])
-            if v is None:
-                failure = message
-            else:
+            ok = v is not None
+            if ok:
                 setattr(req, attr, v)
+        if not ok:
+            failed = True
+            failure = message or failure
     req.tokens = flags
-    if failure is not None:
+    if failed:
         raise ClientError(error or failure)
 
 
@@ -382,12 +401,16 @@ def compose_md(req: MetaRequest, code: bytes) -> bytes:
     return b"".join(out)
 
 
-def compose_ma(req: MetaRequest, value: int, cas: int = 0, ttl: int = -1) -> bytes:
+def compose_ma(
+    req: MetaRequest, value: int, cas: int = 0, ttl: int = -1, *, created: bool = False
+) -> bytes:
     """The successful ma reply: "HD ..." or "VA <n> ...\\r\\n<number>", \\r\\n included.
 
-    Failures (NF, NS, EX) use compose_miss. b"" when `q` hides a success.
+    Failures (NF, NS, EX) use compose_miss. b"" when `q` hides a success;
+    `q` does not hide the reply for an item N just `created` (memcached
+    1.6.18 skips only its OK path: `ma k q N0` on a miss answers HD).
     """
-    if req.quiet:
+    if req.quiet and not created:
         return b""
     number = b"%d" % value
     out = [b"VA %d" % len(number) if req.value else b"HD"]

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 from protocol.errors import ClientError, CommandError, ProtocolError
 from protocol.memcache import meta, text
-from protocol.memcache.requests import NEED_DATA, BinaryProtocol, Request
+from protocol.memcache.requests import NEED_DATA, BinaryProtocol, Get, Request
+from protocol.memcache.text import KEY_MAX_LENGTH
 
 __all__ = ["DEFAULT_ITEM_SIZE_MAX", "Parser"]
 
 DEFAULT_ITEM_SIZE_MAX = 1024 * 1024  # memcached -I default
 MAX_LINE = 2048  # memcached: no newline within 2048 bytes -> close
 MAX_GET_LINE = 1024 * 1024  # multi-get lines may be long; bounded here
+LARGE_BLOCK = 64 * 1024  # data blocks above this are collected as chunks
 
 _COMMANDS = {**text.COMMANDS, **meta.COMMANDS}
 _LONG_LINE_PREFIXES = (b"get ", b"gets ", b"gat ", b"gats ")
@@ -49,6 +51,10 @@ class Parser:
         "_swallow",
         "_started",
         "_closed",
+        "_slow",
+        "_parts",
+        "_parts_len",
+        "_nul",
     )
 
     def __init__(
@@ -68,6 +74,10 @@ class Parser:
         self._swallow = 0  # bytes still to discard
         self._started = False  # saw the connection's first byte
         self._closed = False  # fatal error: ignore all further input
+        self._slow = True  # take _next_slow(): any state but "between lines"
+        self._parts: list[bytes] | None = None  # a large block's chunks, joined once
+        self._parts_len = 0  # bytes in _parts
+        self._nul = False  # the buffer holds a NUL byte: lines take the slow path
 
     # -- input -----------------------------------------------------------
 
@@ -75,18 +85,28 @@ class Parser:
         """Append received bytes. Never parses; call next_event() after."""
         if self._closed or not data:
             return
+        if self._parts is not None:
+            self._parts.append(bytes(data))
+            self._parts_len += len(data)
+            return
         buf = self._buf
         pos = self._pos
         if pos >= len(buf):
-            self._buf = data if type(data) is bytes else bytes(data)
+            self._buf = data = data if type(data) is bytes else bytes(data)
             self._pos = self._scan = 0
+            self._nul = b"\0" in data
+            if self._nul:
+                self._slow = True
             return
+        if b"\0" in data:
+            self._nul = self._slow = True
         if type(buf) is bytes:
             nbuf = bytearray(memoryview(buf)[pos:])
             self._scan -= pos
             self._pos = 0
             nbuf += data
             self._buf = nbuf
+            self._slow = True  # the fast path reads bytes buffers only
             return
         if pos > 65536 and pos > len(buf) // 2:
             del buf[:pos]  # O(1) front deletion in CPython's bytearray
@@ -97,7 +117,7 @@ class Parser:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet consumed (for bounded-memory checks)."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._parts_len
 
     @property
     def closed(self) -> bool:
@@ -108,6 +128,41 @@ class Parser:
 
     def next_event(self) -> Request:
         """The next request, or NEED_DATA; raises a ProtocolError for bad input."""
+        if self._slow:
+            return self._next_slow()
+        # Fast path: a complete, short line at _pos of a bytes buffer (the
+        # common case: a read holding whole pipelined requests).
+        buf = self._buf
+        pos = self._pos
+        nl = buf.find(b"\n", pos)
+        if nl < 0 or nl - pos > self.max_line:
+            return self._next_slow()
+        self._pos = nl + 1
+        if nl - pos > 1 and buf[nl - 1] == 13:
+            nl -= 1
+        toks = buf[pos:nl].split(b" ")
+        if len(toks) == 2 and toks[0] == b"get" and 0 < len(toks[1]) <= KEY_MAX_LENGTH:
+            return Get("get", toks[1:], False, None)  # the hot path: one key, no checks left
+        return self._dispatch(toks)
+
+    def _dispatch(self, toks: list[bytes]) -> Request:
+        if b"" in toks:
+            toks = [t for t in toks if t]
+            if not toks:
+                raise CommandError()
+        handler = _COMMANDS.get(toks[0])
+        if handler is None:
+            if toks[-1].startswith(b"HTTP/"):
+                self._close()  # memcached closes on an HTTP request line, silently
+                raise CommandError(noreply=True, close=True)
+            raise CommandError()
+        req = handler(self, toks)
+        if req is None:  # a store: its data block follows
+            return self._read_block()
+        return req
+
+    def _next_slow(self) -> Request:
+        """next_event() outside the fast path: blocks, swallowing, partial lines."""
         if self._pending is not None:
             return self._read_block()
         if self._swallow:
@@ -116,6 +171,7 @@ class Parser:
         buf = self._buf
         pos = self._pos
         if pos >= len(buf) or self._closed:
+            self._slow = self._closed or not self._started
             return NEED_DATA
         if not self._started:
             self._started = True
@@ -125,9 +181,12 @@ class Parser:
         nl = buf.find(b"\n", self._scan if self._scan > pos else pos)
         if nl < 0:
             self._scan = len(buf)
-            if len(buf) - pos > self.max_line:
-                self._check_long_line(buf, pos, len(buf))
+            self._slow = True
+            n = len(buf) - pos
+            if n > self.max_line and (n > self.max_line + 1 or buf[-1] != 13):
+                self._check_long_line(buf, pos, len(buf))  # (a last \r may end a line)
             return NEED_DATA
+        self._slow = self._nul or type(buf) is not bytes
         end = nl
         if end - pos > 1 and buf[end - 1] == 13:
             end -= 1
@@ -137,18 +196,10 @@ class Parser:
         self._pos = nl + 1
         if type(line) is not bytes:
             line = bytes(line)
-        toks = line.split(b" ")
-        if b"" in toks:
-            toks = [t for t in toks if t]
-            if not toks:
-                raise CommandError()
-        handler = _COMMANDS.get(toks[0])
-        if handler is None:
-            raise CommandError()
-        req = handler(self, toks)
-        if req is None:  # a store: its data block follows
-            return self._read_block()
-        return req
+        nul = line.find(b"\0")
+        if nul >= 0:
+            line = line[:nul]  # memcached reads a command line up to its first NUL
+        return self._dispatch(line.split(b" "))
 
     def __iter__(self):
         """Yield events until NEED_DATA; errors propagate (then iterate again)."""
@@ -164,22 +215,38 @@ class Parser:
         """The data block of `nbytes` bytes (plus \\r\\n) belongs to `req`."""
         self._pending = req
         self._need = nbytes + 2
+        self._slow = True
+        if nbytes > LARGE_BLOCK and len(self._buf) - self._pos < nbytes + 2:
+            # Collect the chunks and join them once: linear in the value's size.
+            self._parts = [bytes(self._buf[self._pos :])]
+            self._parts_len = len(self._parts[0])
+            self._buf = b""
+            self._pos = self._scan = 0
 
     def swallow(self, nbytes: int, exc: ProtocolError) -> ProtocolError:
         """Discard the next `nbytes` bytes (a refused value), then report `exc`."""
         self._swallow = nbytes
+        self._slow = True
         return exc
 
     # -- internals ---------------------------------------------------------
 
     def _read_block(self) -> Request:
         need = self._need
+        if self._parts is not None:
+            if self._parts_len < need:
+                return NEED_DATA
+            self._buf = b"".join(self._parts)
+            self._pos = self._scan = 0
+            self._parts = None
+            self._parts_len = 0
         buf = self._buf
         pos = self._pos
         if len(buf) - pos < need:
             return NEED_DATA
         req = self._pending
         self._pending = None
+        self._slow = self._nul or type(buf) is not bytes
         end = pos + need
         self._pos = end
         if buf[end - 2] != 13 or buf[end - 1] != 10:
@@ -215,7 +282,10 @@ class Parser:
 
     def _close(self) -> None:
         self._closed = True
+        self._slow = True
         self._buf = b""
         self._pos = self._scan = 0
         self._pending = None
         self._swallow = 0
+        self._parts = None
+        self._parts_len = 0

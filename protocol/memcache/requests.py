@@ -65,6 +65,8 @@ class Request:
 
 
 def _all_slots(cls: type) -> list[str]:
+    if hasattr(cls, "_fields"):
+        return list(cls._fields)
     names: list[str] = []
     for klass in reversed(cls.__mro__):
         names.extend(getattr(klass, "__slots__", ()))
@@ -227,10 +229,14 @@ class MetaRequest(Request):
 
     `tokens` keeps the flag tokens in request order: replies return flags in
     that order. Flags that do not apply to a command are accepted and ignored,
-    as memcached does.
+    as memcached does. Unset flags read their class-level defaults, so parsing
+    stores only the flags a request carries.
     """
 
-    __slots__ = (
+    __slots__ = ("__dict__",)
+
+    _fields = (
+        "cmd",
         "key",
         "binary",
         "tokens",
@@ -250,27 +256,27 @@ class MetaRequest(Request):
         "remove_value",
         "data",
     )
+    binary = False  # b: key was base64 on the wire
+    quiet = False  # q: suppress the nominal reply
+    value = False  # v: return the value
+    no_update = False  # u: don't bump hotness / access time
+    vivify: int | None = None  # N: ttl of the item created on a miss
+    ttl: int | None = None  # T: new ttl (int32, raw)
+    recache: int | None = None  # R: win recache when ttl below this
+    client_flags = 0  # F: uint32 flags to store
+    compare_cas: int | None = None  # C: uint64 cas to compare
+    new_cas: int | None = None  # E: uint64 cas to assign
+    mode: int | None = None  # M: mode character (ord)
+    delta = 1  # D: uint64
+    initial = 0  # J: uint64
+    invalidate = False  # I
+    remove_value = False  # x (md): keep the item, drop its value
+    data = b""  # ms: the data block without its \r\n
 
     def __init__(self, cmd: str, key: bytes, tokens: list[bytes]):
         self.cmd = cmd
         self.key = key  # decoded when binary
-        self.binary = False  # b: key was base64 on the wire
         self.tokens = tokens  # flag tokens in request order
-        self.quiet = False  # q: suppress the nominal reply
-        self.value = False  # v: return the value
-        self.no_update = False  # u: don't bump hotness / access time
-        self.vivify: int | None = None  # N: ttl of the item created on a miss
-        self.ttl: int | None = None  # T: new ttl (int32, raw)
-        self.recache: int | None = None  # R: win recache when ttl below this
-        self.client_flags = 0  # F: uint32 flags to store
-        self.compare_cas: int | None = None  # C: uint64 cas to compare
-        self.new_cas: int | None = None  # E: uint64 cas to assign
-        self.mode: int | None = None  # M: mode character (ord)
-        self.delta = 1  # D: uint64
-        self.initial = 0  # J: uint64
-        self.invalidate = False  # I
-        self.remove_value = False  # x (md): keep the item, drop its value
-        self.data = b""  # ms: the data block without its \r\n
 
 
 class MetaGet(MetaRequest):

@@ -1,0 +1,83 @@
+"""A real memcached, started on an ephemeral 127.0.0.1 port, as a test oracle.
+
+Tests that compare kvcache's bytes with memcached's use `Memcached`: it starts
+Debian's memcached binary (CI installs it), talks to it over a plain socket,
+and stops it by its PID. When the binary is missing the tests skip, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+__all__ = ["Memcached", "free_port"]
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Memcached:
+    """A memcached process on 127.0.0.1 for exchanging raw bytes with."""
+
+    def __init__(self, *args: str):
+        binary = shutil.which("memcached")
+        if binary is None:
+            raise FileNotFoundError("memcached is not installed (apt-get install memcached)")
+        self.port = free_port()
+        cmd = [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", *args]
+        if os.geteuid() == 0:
+            cmd += ["-u", "root"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("memcached did not start") from None
+                time.sleep(0.02)
+
+    def exchange(self, data: bytes, quiet: float = 0.15, limit: float = 5.0) -> tuple[bytes, bool]:
+        """Send `data` on a new connection; (all bytes received, whether it closed).
+
+        Reads until the server has been quiet for `quiet` seconds or closed.
+        """
+        out = bytearray()
+        closed = False
+        with socket.create_connection(("127.0.0.1", self.port), timeout=limit) as s:
+            s.sendall(data)
+            s.settimeout(quiet)
+            deadline = time.monotonic() + limit
+            while time.monotonic() < deadline:
+                try:
+                    chunk = s.recv(65536)
+                except TimeoutError:
+                    break
+                except ConnectionResetError:
+                    closed = True
+                    break
+                if not chunk:
+                    closed = True
+                    break
+                out += chunk
+        return bytes(out), closed
+
+    def stop(self) -> None:
+        """Stop the process by its PID and reap it."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
