@@ -1,7 +1,7 @@
 """Wire formats, sans-I/O: bytes in, events out; replies composed to bytes.
 
-`protocol.memcache` is memcached's text and meta protocol; `protocol.far` (to
-come with the runtime) is the far-memory node's. Nothing here touches sockets,
+`protocol.memcache` is memcached's text and meta protocol; `protocol.far` is
+the far-memory node's (frames with request ids, used by runtime and farserver). Nothing here touches sockets,
 greenlets or storage, and nothing here imports the rest of kvcache.
 """
 

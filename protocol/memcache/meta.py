@@ -19,13 +19,17 @@ Errors, in memcached 1.6's order and words: `mg` alone is `ERROR`; a key over
 250 bytes `CLIENT_ERROR bad command line format`; more than 19 tokens
 `CLIENT_ERROR options flags [are] too long`; a repeated flag `duplicate flag`,
 an unknown one `invalid flag` (md and ma say `invalid or duplicate flag` for
-every flag error); opaque tokens are at most 32 bytes with the `O`. Meta
-errors are always sent, even with `q`. After a flag error, ms swallows its
-data block.
+every flag error); opaque tokens are at most 32 bytes with the `O`. A bad
+number does not stop the scan: the last message set wins (`Tx Fx` says `bad
+token`; a bad F sets none, so `Fx` alone says `bad command line format`). A
+`b` key decodes as memcached's lenient base64_decode does. Meta errors are
+always sent, even with `q`. After a flag error, ms swallows its data block.
 
 Replies: flags come back in request order; `q` hides the nominal reply (EN
-for mg, HD for ms/md/ma), never errors. E, x, S and s-on-ms are newer than
-Debian's 1.6.18 and follow current memcached.
+for mg, HD for ms/md/ma; not an mg hit, nor ma's reply for an item that N
+just created), never errors. E, x, S and s-on-ms are newer than Debian's
+1.6.18 and follow current memcached. Checked byte for byte against 1.6.18 by
+tests/protocol/test_meta.py.
 """
 
 from __future__ import annotations

@@ -86,8 +86,11 @@ class Parser:
         if self._closed or not data:
             return
         if self._parts is not None:
-            self._parts.append(bytes(data))
+            data = bytes(data)
+            self._parts.append(data)
             self._parts_len += len(data)
+            if b"\0" in data:
+                self._nul = True
             return
         buf = self._buf
         pos = self._pos
@@ -184,7 +187,8 @@ class Parser:
             self._slow = True
             n = len(buf) - pos
             if n > self.max_line and (n > self.max_line + 1 or buf[-1] != 13):
-                self._check_long_line(buf, pos, len(buf))  # (a last \r may end a line)
+                # a last \r may end the line: it does not count toward the limit
+                self._check_long_line(buf, pos, len(buf) - (buf[-1] == 13))
             return NEED_DATA
         self._slow = self._nul or type(buf) is not bytes
         end = nl

@@ -98,11 +98,13 @@ def _store(p: Parser, toks: list[bytes], cmd: str = "set") -> None:
     key = toks[1]
     if len(key) > KEY_MAX_LENGTH:
         raise ClientError(BAD_FORMAT, noreply=noreply)
-    flags = strtoul32(toks[2])
-    exptime = strtol32(toks[3])
-    vlen = strtol32(toks[4])
-    if flags is None or exptime is None or vlen is None:
-        raise ClientError(BAD_FORMAT, noreply=noreply)
+    f, e, v = toks[2], toks[3], toks[4]
+    if f.isdigit() and e.isdigit() and v.isdigit() and len(f) < 10 and len(e) < 10 and len(v) < 10:
+        flags, exptime, vlen = int(f), int(e), int(v)  # the common case, exact as is
+    else:
+        flags, exptime, vlen = strtoul32(f), strtol32(e), strtol32(v)
+        if flags is None or exptime is None or vlen is None:
+            raise ClientError(BAD_FORMAT, noreply=noreply)
     cas_unique = None
     if is_cas:
         cas_unique = strtoull64(toks[5])
@@ -110,7 +112,7 @@ def _store(p: Parser, toks: list[bytes], cmd: str = "set") -> None:
             raise ClientError(BAD_FORMAT, noreply=noreply)
     if vlen < 0 or vlen > 0x7FFFFFFF - 2:
         raise ClientError(BAD_FORMAT, noreply=noreply)
-    if item_too_large(p.item_size_max, len(key), vlen, flags):
+    if ITEM_HEADER + len(key) + 3 + vlen + (4 if flags else 0) > p.item_size_max:  # item_too_large
         raise p.swallow(vlen + 2, ServerError("object too large for cache", noreply=noreply))
     p.expect_block(Store(cmd, key, flags, exptime, b"", cas_unique, noreply), vlen)
     return None
