@@ -1,0 +1,72 @@
+"""The far node's command line and the settings it yields.
+
+    farserver [-p 11311] [-l 127.0.0.1] [-m 1024] [--secret-file F] [-v]
+
+`-p 0` picks an ephemeral port (printed in the startup line). The secret
+file's bytes, less one trailing newline, are the shared secret HELLO must
+present; without one, any secret is accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from protocol.far import DEFAULT_MAX_FRAME
+
+__all__ = ["DEFAULT_PORT", "Config", "parse_args"]
+
+DEFAULT_PORT = 11311
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """What one farserver process was asked to be."""
+
+    host: str = "127.0.0.1"  # listen address
+    port: int = DEFAULT_PORT  # TCP port; 0 = ephemeral
+    memory_mb: int = 1024  # -m: MiB of stored objects (memory.py's accounting)
+    secret: bytes | None = None  # HELLO's shared secret; None accepts any
+    verbose: bool = False  # -v: debug logging
+    max_frame: int = DEFAULT_MAX_FRAME  # bytes after a frame's length field
+
+    @property
+    def limit_bytes(self) -> int:
+        """The memory limit in bytes."""
+        return self.memory_mb * 1024 * 1024
+
+
+def _read_secret(parser: argparse.ArgumentParser, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            secret = f.read()
+    except OSError as exc:
+        parser.error(f"cannot read secret file: {exc}")
+    if secret.endswith(b"\r\n"):
+        secret = secret[:-2]
+    elif secret.endswith(b"\n"):
+        secret = secret[:-1]
+    if not secret:
+        parser.error(f"secret file {path} is empty")
+    return secret
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """The Config for a command line (argv without the program name)."""
+    parser = argparse.ArgumentParser(
+        prog="farserver", description="kvcache's far-memory node (AIFM-style)."
+    )
+    parser.add_argument("-p", "--port", type=int, default=DEFAULT_PORT, help="TCP port (0: any)")
+    parser.add_argument("-l", "--listen", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "-m", "--memory-limit", type=int, default=1024, metavar="MB", help="MiB of objects"
+    )
+    parser.add_argument("--secret-file", metavar="F", help="file holding HELLO's shared secret")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"port {args.port} is not in 0..65535")
+    if args.memory_limit < 1:
+        parser.error(f"-m {args.memory_limit}: the limit is at least 1 MiB")
+    secret = _read_secret(parser, args.secret_file) if args.secret_file else None
+    return Config(args.listen, args.port, args.memory_limit, secret, args.verbose)

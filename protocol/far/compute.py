@@ -1,0 +1,113 @@
+"""Arguments and replies of COMPUTE operations (AIFM's remote agent).
+
+A COMPUTE body is `<H oplen> opname <H nlen> name` then the op's arguments
+(bodies.py). One table gives, per op, the fixed little-endian fields of its
+arguments and of its OK reply, and whether variable-length data follows:
+
+    op        on         args                                    OK reply
+    append    hashtable  <Q new_cas> data                       <Q cas>
+    prepend   hashtable  <Q new_cas> data                       <Q cas>
+    incr      hashtable  <Q delta> <Q new_cas>                  <Q value> <Q cas>
+    decr      hashtable  <Q delta> <Q new_cas>                  <Q value> <Q cas>
+    touch     hashtable  <I exptime>                            (empty)
+    gat       hashtable  <I exptime>                            <I flags> <I exptime> <Q cas> value
+    cas       hashtable  <Q expected> <I flags> <I exptime> <Q new_cas> value   (empty)
+    clear     hashtable  (none)                                 (empty)
+    sum       array      <Q start> <Q count>                    <Q sum mod 2^64>
+    checksum  array      <Q start> <Q count>                    <I crc32>
+    copy      array      <Q src> <Q dst> <Q count>              (empty)
+
+Array ops take an empty name. Statuses other than OK (NOT_FOUND, EXISTS,
+NON_NUMERIC, NO_SPACE, BAD_REQUEST) carry a message body, as for every op.
+Decoders raise `FrameError` when the bytes do not match the op's shape.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from protocol.far.bodies import ITEM
+from protocol.far.frames import FrameError
+
+__all__ = [
+    "COMPUTE_OPS",
+    "ComputeSpec",
+    "decode_compute_args",
+    "decode_compute_reply",
+    "encode_compute_args",
+    "encode_compute_reply",
+]
+
+
+class ComputeSpec(NamedTuple):
+    """The wire shape of one compute op: fixed fields, then maybe data."""
+
+    args: struct.Struct  # fixed argument fields after the name
+    data: bool  # variable-length data follows the argument fields
+    reply: struct.Struct  # fixed fields of the OK reply
+    reply_data: bool  # variable-length data follows the reply fields
+
+
+_NONE = struct.Struct("<")
+_Q = struct.Struct("<Q")
+_QQ = struct.Struct("<QQ")
+_QQQ = struct.Struct("<QQQ")
+_I = struct.Struct("<I")
+_CAS = struct.Struct("<QIIQ")  # expected cas, flags, exptime, new cas
+
+COMPUTE_OPS: dict[str, ComputeSpec] = {
+    "append": ComputeSpec(_Q, True, _Q, False),
+    "prepend": ComputeSpec(_Q, True, _Q, False),
+    "incr": ComputeSpec(_QQ, False, _QQ, False),
+    "decr": ComputeSpec(_QQ, False, _QQ, False),
+    "touch": ComputeSpec(_I, False, _NONE, False),
+    "gat": ComputeSpec(_I, False, ITEM, True),
+    "cas": ComputeSpec(_CAS, True, _NONE, False),
+    "clear": ComputeSpec(_NONE, False, _NONE, False),
+    "sum": ComputeSpec(_QQ, False, _Q, False),
+    "checksum": ComputeSpec(_QQ, False, _I, False),
+    "copy": ComputeSpec(_QQQ, False, _NONE, False),
+}
+
+
+def _spec(op: str) -> ComputeSpec:
+    spec = COMPUTE_OPS.get(op)
+    if spec is None:
+        raise FrameError(f"unknown compute op {op!r}")
+    return spec
+
+
+def _decode(fields: struct.Struct, has_data: bool, raw: bytes, what: str) -> tuple:
+    size = fields.size
+    if len(raw) < size or (len(raw) != size and not has_data):
+        raise FrameError(f"{what} of {len(raw)} bytes, expected {size}{'+' if has_data else ''}")
+    return fields.unpack_from(raw), raw[size:]
+
+
+def encode_compute_args(op: str, *fields: int, data: bytes = b"") -> bytes:
+    """The argument bytes of compute `op` (goes after the name)."""
+    spec = _spec(op)
+    if data and not spec.data:
+        raise ValueError(f"compute op {op!r} takes no data")
+    return spec.args.pack(*fields) + data
+
+
+def decode_compute_args(op: str, args: bytes) -> tuple[tuple[int, ...], bytes]:
+    """(fixed fields, data) of compute `op`'s arguments."""
+    spec = _spec(op)
+    return _decode(spec.args, spec.data, args, f"{op} arguments")
+
+
+def encode_compute_reply(op: str, *fields: int, data: bytes = b"") -> bytes:
+    """The OK reply body of compute `op`."""
+    spec = _spec(op)
+    if data and not spec.reply_data:
+        raise ValueError(f"compute op {op!r} replies with no data")
+    return spec.reply.pack(*fields) + data
+
+
+def decode_compute_reply(op: str, body: bytes) -> tuple[tuple[int, ...], bytes]:
+    """(fixed fields, data) of compute `op`'s OK reply body."""
+    spec = _spec(op)
+    return _decode(spec.reply, spec.reply_data, body, f"{op} reply")
