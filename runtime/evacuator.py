@@ -1,0 +1,298 @@
+"""Pauseless evacuation of cold objects (AIFM's evacuator, DESIGN §5).
+
+One green thread. It sleeps until free segments fall to the start mark (12%
+of the budget), then frees whole segments, oldest first (the FIFO is the
+clock hand), until free segments reach the stop mark (22%):
+
+    for each live object of the victim segment, ask its owner's words:
+      dead / expired                 -> reclaim, no I/O
+      hot (hotness > 0)              -> copy to a survivor segment, hotness /= 2
+      cold, clean, far copy valid    -> drop the local copy, no I/O
+      cold, dirty                    -> mark EVACUATING, write back in a batch;
+                                        on the far node's ack, if still marked,
+                                        the object becomes far (or stays local
+                                        and clean if it was touched meanwhile)
+      cold, dirty, no far node       -> drop if the owner may forget (a cache),
+                                        else keep (copy to survivor)
+
+Work happens in slices of about 100 us; between slices the evacuator yields
+to the hub, so no request waits for a whole round. Pinned segments are skipped
+(never waited on); a victim pinned while the evacuator yielded is given back
+to the FIFO with its remaining objects in place. A mutator that writes an
+EVACUATING object clears the mark and moves it, so the write-back's ack leaves
+it alone. Owners are data structures implementing EvacHandler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+from runtime import hub as _hub
+from runtime.pointer import (
+    DIRTY,
+    EVACUATING,
+    FAR,
+    HOT_MASK,
+    PRESENT,
+    hotness,
+    local_word,
+    offset_of,
+    segment_of,
+)
+
+if TYPE_CHECKING:
+    from runtime.heap import Segment
+    from runtime.manager import Manager
+
+__all__ = ["EvacHandler", "Evacuator"]
+
+log = logging.getLogger("runtime.evacuator")
+
+_FLAGS = DIRTY | FAR
+
+
+class EvacHandler(Protocol):
+    """What a data structure gives the evacuator (AIFM's RegisterEvacHandler)."""
+
+    words: Any  # array('Q'): one metadata word per slot
+    may_forget: bool  # a cache: cold dirty objects may be dropped without a far node
+
+    def evac_dead(self, slot: int) -> bool:
+        """True if the object in `slot` is dead (expired): reclaim it, no I/O."""
+
+    def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes] | None:
+        """The far WRITE for a dirty object: (op, ds, frame body); None: can't now."""
+
+    def evac_far(self, slot: int) -> None:
+        """The object left local memory; its far copy is now the only one."""
+
+    def evac_forget(self, slot: int) -> None:
+        """The object was dropped without a far copy (a cache eviction)."""
+
+    def evac_reclaim(self, slot: int) -> None:
+        """The dead object was reclaimed."""
+
+
+class Evacuator:
+    """The evacuating green thread of one Manager."""
+
+    def __init__(self, manager: Manager, slice_seconds: float = 100e-6):
+        self.manager = manager
+        self.heap = manager.heap
+        self.slice_seconds = slice_seconds  # work between two yields to the hub
+        self.running = False
+        self._idle = None  # Waiter the idle evacuator parks on
+        self._thread = None
+        # stats
+        self.rounds = 0  # segments evacuated
+        self.survivors = 0  # hot objects copied
+        self.clean_drops = 0  # cold clean objects dropped, no I/O
+        self.writebacks = 0  # dirty objects written to the far node
+        self.writeback_bytes = 0
+        self.forgotten = 0  # dropped without a far copy (cache evictions)
+        self.reclaimed = 0  # dead objects reclaimed
+        self.write_failures = 0
+        self.busy_seconds = 0.0  # time spent evacuating (slices)
+
+    def stats(self) -> dict[str, float]:
+        """Counters of what the evacuator did."""
+        return {
+            "evac_rounds": self.rounds,
+            "evac_survivors": self.survivors,
+            "clean_drops": self.clean_drops,
+            "evacuations": self.writebacks,
+            "evac_bytes": self.writeback_bytes,
+            "evac_forgotten": self.forgotten,
+            "evac_reclaimed": self.reclaimed,
+            "evac_write_failures": self.write_failures,
+            "evac_busy_seconds": round(self.busy_seconds, 6),
+        }
+
+    def start(self) -> None:
+        """Start the evacuating green thread."""
+        self.running = True
+        self._thread = _hub.spawn(self._main)
+
+    def stop(self) -> None:
+        """Ask the green thread to end at its next wake-up."""
+        self.running = False
+        self.wake()
+
+    def wake(self) -> None:
+        """Free segments are low: resume the evacuator if it idles. Never parks."""
+        w = self._idle
+        if w is not None:
+            self._idle = None
+            self.manager.hub.schedule(w.switch, None)
+
+    # -- the green thread ----------------------------------------------------
+
+    def _main(self) -> None:
+        heap = self.heap
+        while self.running:
+            if heap.free_units > heap.start_at:
+                w = _hub.Waiter(self.manager.hub)
+                self._idle = w
+                w.get()
+                continue
+            progressed = False
+            while self.running and heap.free_units < heap.stop_at:
+                seg = self._pick_victim()
+                if seg is None:
+                    break
+                self._evacuate(seg)
+                progressed = True
+            if not progressed:
+                _hub.sleep(0.001)  # everything pinned or current: try again soon
+
+    def _pick_victim(self) -> Segment | None:
+        heap = self.heap
+        for _ in range(len(heap.fifo)):
+            seg_id = heap.fifo.popleft()
+            seg = heap.segments.get(seg_id)
+            if seg is None:
+                continue
+            if seg.pins:
+                heap.fifo.append(seg_id)  # skip pinned: never wait on them
+                continue
+            return seg
+        return None
+
+    def _evacuate(self, seg: Segment) -> None:
+        heap = self.heap
+        owners = heap.owners
+        far = self.manager.far
+        far_up = far is not None and far.available
+        pending: list[tuple] = []  # (owner, owner id, slot, marked word, op, ds)
+        bodies: list[bytes] = []
+        t0 = start = time.perf_counter()
+        aborted = False
+        n = 0
+        for off, size, slot, owner_id in heap.objects(seg):
+            n += 1
+            if n & 31 == 0:
+                now = time.perf_counter()
+                if now - t0 > self.slice_seconds:
+                    self.busy_seconds += now - start
+                    _hub.yield_now()
+                    t0 = start = time.perf_counter()
+                    if seg.pins:
+                        aborted = True
+                        break
+            owner = owners[owner_id]
+            words = owner.words
+            w = words[slot]
+            if not (w & PRESENT) or segment_of(w) != seg.id or offset_of(w) != off:
+                continue  # dead: a newer copy lives elsewhere
+            if owner.evac_dead(slot):
+                owner.evac_reclaim(slot)
+                heap.free(seg.id, off)
+                self.reclaimed += 1
+                continue
+            hot = hotness(w)
+            if hot and self._survive(seg, off, size, slot, owner_id, owner, w, hot >> 1):
+                continue
+            if not (w & DIRTY) and (w & FAR):
+                owner.evac_far(slot)
+                heap.free(seg.id, off)
+                self.clean_drops += 1
+                continue
+            if far_up:
+                req = owner.evac_writeback(slot, seg.view[off : off + size])
+                if req is not None:
+                    marked = w | EVACUATING
+                    words[slot] = marked
+                    pending.append((owner, owner_id, slot, marked, req[0], req[1]))
+                    bodies.append(req[2])
+                    continue
+            if owner.may_forget:
+                owner.evac_forget(slot)
+                heap.free(seg.id, off)
+                self.forgotten += 1
+                continue
+            if not self._survive(seg, off, size, slot, owner_id, owner, w, 0):
+                aborted = True  # no room to keep it: leave the rest in place
+                break
+        self.busy_seconds += time.perf_counter() - start
+        failures = self.write_failures
+        if pending:
+            self._write_back(pending, bodies)
+        if (aborted or seg.pins or failures != self.write_failures) and self._has_live(seg):
+            if seg.id in heap.segments and seg.id not in heap.fifo:
+                heap.fifo.appendleft(seg.id)
+            return
+        self.rounds += 1
+        heap.retire(seg)
+
+    def _survive(self, seg, off, size, slot, owner_id, owner, w, hot) -> bool:
+        heap = self.heap
+        loc = heap.alloc(size, owner_id, slot, evacuator=True)
+        if loc is None:
+            return False
+        dseg, doff = loc
+        heap.segments[dseg].view[doff : doff + size] = seg.view[off : off + size]
+        owner.words[slot] = local_word(dseg, doff, w & _FLAGS, hot)
+        heap.free(seg.id, off)
+        self.survivors += 1
+        return True
+
+    def _has_live(self, seg: Segment) -> bool:
+        for off, _size, slot, owner_id in self.heap.objects(seg):
+            w = self.heap.owners[owner_id].words[slot]
+            if (w & PRESENT) and segment_of(w) == seg.id and offset_of(w) == off:
+                return True
+        return False
+
+    def _write_back(self, pending: list, bodies: list[bytes]) -> None:
+        """Send the batch, park until every ack, then settle each object. May park."""
+        far = self.manager.far
+        hub = self.manager.hub
+        results: list[Any] = [None] * len(pending)
+        left = [len(pending)]
+        waiter = _hub.Waiter(hub)
+
+        def done(i: int, status: Any, body: Any) -> None:
+            results[i] = status
+            left[0] -= 1
+            if left[0] == 0:
+                waiter.switch(None)
+
+        for i, (entry, body) in enumerate(zip(pending, bodies, strict=True)):
+            far.submit(entry[4], entry[5], body, lambda status, body, i=i: done(i, status, body))
+        waiter.get()
+        heap = self.heap
+        for (owner, owner_id, slot, marked, _op, _ds), status, body in zip(
+            pending, results, bodies, strict=True
+        ):
+            w = owner.words[slot]
+            if (w ^ marked) & ~HOT_MASK:
+                continue  # written or moved meanwhile: the mutator owns it now
+            seg_id, off = segment_of(w), offset_of(w)
+            seg = heap.segments[seg_id]
+            if status != 0:  # 0 is OK; a status or an exception is a failure
+                self.write_failures += 1
+                w &= ~EVACUATING
+                owner.words[slot] = w
+                if owner.may_forget:
+                    owner.evac_forget(slot)
+                    heap.free(seg_id, off)
+                    self.forgotten += 1
+                elif not seg.pins:
+                    size = heap.payload_size(seg_id, off)
+                    self._survive(seg, off, size, slot, owner_id, owner, w, 0)
+                continue
+            self.writebacks += 1
+            self.writeback_bytes += len(body)
+            clean = (w & ~(EVACUATING | DIRTY)) | FAR
+            owner.words[slot] = clean
+            if seg.pins:
+                continue  # in use: stays in place, clean; the segment is requeued
+            hot = hotness(w)
+            if hot:  # touched while in flight: keep it local, clean
+                size = heap.payload_size(seg_id, off)
+                if self._survive(seg, off, size, slot, owner_id, owner, clean, hot >> 1):
+                    continue
+            owner.evac_far(slot)
+            heap.free(seg_id, off)

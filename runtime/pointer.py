@@ -1,0 +1,82 @@
+"""The 64-bit metadata word per object, modelled on AIFM's remoteable pointer.
+
+Words live in compact `array('Q')`s owned by each data structure, one word per
+object (never one Python object per object). Layout:
+
+     63    62    61    60   59 ......... 52  51 ........................... 0
+    +----+-----+-----+-----+---------------+--------------------------------+
+    | P  |  D  |  E  |  F  |  hotness (8)  | P=1: segment (20) | offset (32)|
+    |    |     |     |     |               | P=0: far object id (52)        |
+    +----+-----+-----+-----+---------------+--------------------------------+
+    P present  the object's bytes are in the local heap at (segment, offset)
+    D dirty    the local copy differs from the far copy (or there is none)
+    E evacuating  a write-back is in flight; a mutator clears it and moves on
+    F far      the far node holds a valid copy (clean objects can be dropped)
+
+A word of 0 is "never materialized": no local copy, no far copy (reads as
+zeros for arrays). Hotness is a saturating counter: a deref bumps it, the
+evacuator halves it (CLOCK with a second chance: hot survives one pass).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DIRTY",
+    "EVACUATING",
+    "FAR",
+    "HOT_MASK",
+    "HOT_MAX",
+    "HOT_SHIFT",
+    "LOC_MASK",
+    "PRESENT",
+    "far_word",
+    "hotness",
+    "local_word",
+    "offset_of",
+    "segment_of",
+    "with_hotness",
+]
+
+PRESENT = 1 << 63
+DIRTY = 1 << 62
+EVACUATING = 1 << 61
+FAR = 1 << 60
+HOT_SHIFT = 52
+HOT_MAX = 0xFF
+HOT_MASK = HOT_MAX << HOT_SHIFT
+LOC_MASK = (1 << 52) - 1  # segment+offset, or far id
+SEG_SHIFT = 32
+OFF_MASK = (1 << 32) - 1
+SEG_MAX = (1 << 20) - 1
+FLAG_MASK = DIRTY | EVACUATING | FAR
+
+
+def local_word(segment: int, offset: int, flags: int = 0, hot: int = 1) -> int:
+    """A present word at (segment, offset) with `flags` (DIRTY/FAR) and hotness."""
+    return PRESENT | flags | (hot << HOT_SHIFT) | (segment << SEG_SHIFT) | offset
+
+
+def far_word(far_id: int, hot: int = 0) -> int:
+    """A word for an object held only by the far node under `far_id`."""
+    return FAR | (hot << HOT_SHIFT) | (far_id & LOC_MASK)
+
+
+def segment_of(word: int) -> int:
+    """The segment of a present word."""
+    return (word >> SEG_SHIFT) & SEG_MAX
+
+
+def offset_of(word: int) -> int:
+    """The offset of a present word within its segment."""
+    return word & OFF_MASK
+
+
+def hotness(word: int) -> int:
+    """The hotness byte."""
+    return (word >> HOT_SHIFT) & HOT_MAX
+
+
+def with_hotness(word: int, hot: int) -> int:
+    """`word` with its hotness replaced (clamped to 0..255)."""
+    hot = 0 if hot < 0 else HOT_MAX if hot > HOT_MAX else hot
+    return (word & ~HOT_MASK) | (hot << HOT_SHIFT)

@@ -1,0 +1,45 @@
+"""DerefScope: pins what a green thread is using (AIFM's DerefScope).
+
+    with DerefScope() as scope:
+        view = array.at(scope, i)     # view stays valid until the block exits
+        ... may park here: legal ...
+
+Every object dereferenced through a scope has its segment pinned (a counter
+per segment) until the scope exits: the evacuator neither moves nor frees a
+pinned segment's bytes; it skips pinned segments instead of waiting for them,
+and a segment it finished with while pinned is freed at its last unpin. A
+memoryview handed to a transport must come from inside a scope. Pinning costs
+one increment and one list append.
+"""
+
+from __future__ import annotations
+
+from runtime.heap import Heap, Segment
+
+__all__ = ["DerefScope"]
+
+
+class DerefScope:
+    """A block during which dereferenced objects stay put in local memory."""
+
+    __slots__ = ("_pins",)
+
+    def __init__(self) -> None:
+        self._pins: list[tuple[Heap, Segment]] = []  # one entry per pin taken
+
+    def pin(self, heap: Heap, seg: Segment) -> None:
+        """Keep `seg` in place until this scope exits."""
+        seg.pins += 1
+        self._pins.append((heap, seg))
+
+    def release(self) -> None:
+        """Drop every pin taken so far (the scope may be reused after)."""
+        pins, self._pins = self._pins, []
+        for heap, seg in pins:
+            heap.unpin(seg)
+
+    def __enter__(self) -> DerefScope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

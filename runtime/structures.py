@@ -1,0 +1,487 @@
+"""Remoteable data structures: RemBox and RemArray (AIFM's library).
+
+Every structure owns one metadata word per object (runtime.pointer) in an
+`array('Q')`, registers with the Manager as an evacuation handler, and is
+constructed on the far node through the FarClient. Dereferences go through
+a DerefScope:
+
+    with DerefScope() as scope:
+        v = arr.at(scope, i)          # read-only view; may park on a far fetch
+        w = arr.at_mut(scope, i)      # writable view; marks the element dirty
+        n = arr.at(scope, j, nt=True) # non-temporal: not kept local
+
+- A resident dereference is: one word test, a hotness bump, a pin, a slice.
+- A far dereference parks only the calling green thread; concurrent fetches
+  of one object share one far read. From the hub it raises WouldPark first.
+- Fetched objects are installed clean (the far copy stays valid), so
+  evicting them again costs no I/O. Writes mark them dirty.
+- Writing an object under write-back (EVACUATING) clears the mark and moves
+  it, so the evacuator's ack leaves the new value alone.
+- An object whose only copy was on a far node that restarted raises
+  FarDataLost (never wrong data).
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import TYPE_CHECKING, Any
+
+from protocol.far import (
+    DsType,
+    Op,
+    Status,
+    decode_compute_reply,
+    decode_item,
+    decode_message,
+    encode_compute,
+    encode_compute_args,
+    encode_index,
+    encode_name,
+    encode_write,
+)
+from runtime import hub as _hub
+from runtime.errors import FarDataLost, FarMemoryError, FarUnavailable
+from runtime.pointer import (
+    DIRTY,
+    EVACUATING,
+    FAR,
+    HOT_MAX,
+    HOT_SHIFT,
+    PRESENT,
+    far_word,
+    local_word,
+    offset_of,
+    segment_of,
+)
+from runtime.prefetch import StrideDetector
+
+if TYPE_CHECKING:
+    from runtime.manager import Manager
+    from runtime.scope import DerefScope
+
+__all__ = ["RemArray", "RemBox", "Remoteable"]
+
+_HOT_ONE = 1 << HOT_SHIFT
+_HOT_FULL = HOT_MAX << HOT_SHIFT
+LOST = DIRTY  # a non-present word with DIRTY: the far copy was lost
+
+
+class Remoteable:
+    """Base of remoteable structures: words, far identity, fetch and install."""
+
+    may_forget = False  # a cache may drop cold dirty objects; data structures may not
+    kind = DsType.BOX
+
+    def __init__(self, manager: Manager, slots: int, params: dict):
+        self.manager = manager
+        self.heap = manager.heap
+        self.words = array("Q", bytes(8 * slots))  # one metadata word per slot
+        self.owner_id = manager.register(self)
+        far = manager.far
+        self.far_ds = far.register(self.kind, params, self) if far is not None else None
+        self._inflight: dict[int, list[_hub.Waiter]] = {}  # slot -> fetchers waiting
+
+    # -- naming on the far node ----------------------------------------------
+
+    def far_name(self, slot: int) -> bytes:
+        """The object's name on the far node."""
+        return encode_index(slot)
+
+    # -- local access ----------------------------------------------------------
+
+    def _view(self, scope: DerefScope, slot: int, w: int) -> memoryview:
+        """View of a present object; bumps hotness and pins its segment."""
+        if w & _HOT_FULL != _HOT_FULL:
+            self.words[slot] = w + _HOT_ONE
+        seg = self.heap.segments[segment_of(w)]
+        scope.pin(self.heap, seg)
+        off = offset_of(w)
+        return seg.view[off : off + self.heap.payload_size(seg.id, off)]
+
+    def _install(self, slot: int, data: bytes, flags: int, park: bool = True) -> int | None:
+        """Copy `data` into the heap as `slot`'s object; its new word. May park.
+
+        With park=False returns None when no room is free (never parks).
+        Frees the slot's previous local copy.
+        """
+        mgr = self.manager
+        if park:
+            loc = mgr.alloc(len(data), self.owner_id, slot)
+        else:
+            loc = mgr.try_alloc(len(data), self.owner_id, slot)
+            if loc is None:
+                return None
+        seg_id, off = loc
+        self.heap.segments[seg_id].view[off : off + len(data)] = data
+        old = self.words[slot]
+        w = local_word(seg_id, off, flags, 1)
+        self.words[slot] = w
+        if old & PRESENT:
+            self.heap.free(segment_of(old), offset_of(old))
+        return w
+
+    # -- far access ------------------------------------------------------------
+
+    def _far_ds(self) -> int:
+        """This structure's id on the far node, constructing it if need be. May park."""
+        st = self.far_ds
+        if st is None:
+            raise FarUnavailable("no far node for this structure")
+        if not st.ds:
+            far = self.manager.far
+            if not far.available:
+                raise FarUnavailable("far node unavailable")
+            far.construct(st)
+        return st.ds
+
+    def _fetch(self, slot: int) -> bytes:
+        """The far copy of `slot`, sharing one read among concurrent fetchers. May park."""
+        _hub.check_can_park()
+        waiters = self._inflight.get(slot)
+        w = _hub.Waiter(self.manager.hub)
+        if waiters is not None:
+            waiters.append(w)
+            return w.get()
+        self._inflight[slot] = [w]
+        far = self.manager.far
+        if far is None:
+            del self._inflight[slot]
+            raise FarUnavailable("no far node")
+        self.manager.counters["far_reads"] += 1
+        far.submit(
+            Op.READ,
+            self._far_ds(),
+            encode_name(self.far_name(slot)),
+            lambda s, b: self._fetched(slot, s, b),
+        )
+        return w.get()
+
+    def _fetched(self, slot: int, status: Any, body: Any) -> None:
+        waiters = self._inflight.pop(slot, [])
+        if status is None:
+            exc: BaseException = body
+        elif status == Status.OK:
+            value = decode_item(body)[3]
+            self.manager.counters["far_read_bytes"] += len(value)
+            for w in waiters:
+                w.switch(value)
+            return
+        elif status == Status.NOT_FOUND:
+            exc = FarDataLost(f"far copy of slot {slot} is gone")
+        else:
+            exc = FarMemoryError(f"far read failed: {Status(status).name} {decode_message(body)}")
+        for w in waiters:
+            w.throw(exc)
+
+    def _far_call(self, op: int, body: bytes) -> bytes:
+        """A request on this structure's far copy; its OK reply body. May park."""
+        status, rbody = self.manager.far.call(op, self._far_ds(), body)
+        if status != Status.OK:
+            raise FarMemoryError(f"far {Op(op).name} failed: {Status(status).name} {rbody!r}")
+        return rbody
+
+    # -- evacuation handler (runtime.evacuator.EvacHandler) -------------------
+
+    def evac_dead(self, slot: int) -> bool:
+        """Nothing expires in a plain structure."""
+        return False
+
+    def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes] | None:
+        """The far WRITE of a dirty object; None while the structure has no far id."""
+        st = self.far_ds
+        if st is None or not st.ds:
+            return None
+        self.manager.counters["far_writes"] += 1
+        return Op.WRITE, st.ds, encode_write(self.far_name(slot), bytes(data))
+
+    def evac_far(self, slot: int) -> None:
+        """The object now lives only on the far node."""
+        self.words[slot] = far_word(slot, 0)
+
+    def evac_forget(self, slot: int) -> None:
+        """Plain structures never forget; the evacuator keeps their objects."""
+        raise AssertionError("a structure that may not forget was asked to")
+
+    def evac_reclaim(self, slot: int) -> None:
+        """Dead objects do not exist in plain structures."""
+        self.words[slot] = 0
+
+    def on_far_reset(self) -> None:
+        """The far node restarted: far-only objects are lost, local ones dirty."""
+        words = self.words
+        for i, w in enumerate(words):
+            if w & PRESENT:
+                words[i] = (w & ~FAR) | DIRTY
+            elif w & FAR:
+                words[i] = LOST
+
+    def _flush(self, slots: range) -> None:
+        """Write back every dirty resident object in `slots`; they stay local, clean. May park."""
+        far = self.manager.far
+        ds = self._far_ds()
+        todo = []
+        for i in slots:
+            w = self.words[i]
+            if w & PRESENT and w & DIRTY and not w & EVACUATING:
+                todo.append(i)
+        if not todo:
+            return
+        waiter = _hub.Waiter(self.manager.hub)
+        left = [len(todo)]
+        errors: list[Any] = []
+
+        def done(status: Any, body: Any) -> None:
+            if status != Status.OK:
+                errors.append(body)
+            left[0] -= 1
+            if left[0] == 0:
+                waiter.switch(None)
+
+        snapshot = {}
+        for i in todo:
+            w = self.words[i]
+            off = offset_of(w)
+            data = bytes(
+                self.heap.view(segment_of(w), off, self.heap.payload_size(segment_of(w), off))
+            )
+            snapshot[i] = w
+            self.manager.counters["far_writes"] += 1
+            far.submit(Op.WRITE, ds, encode_write(self.far_name(i), data), done)
+        waiter.get()
+        if errors:
+            err = errors[0]
+            raise (
+                err
+                if isinstance(err, BaseException)
+                else FarMemoryError(f"far write failed: {err!r}")
+            )
+        for i, w in snapshot.items():
+            if self.words[i] == w:
+                self.words[i] = (w & ~DIRTY) | FAR
+
+
+class RemArray(Remoteable):
+    """A fixed-length array of fixed-size elements in far memory (AIFM's RemArray)."""
+
+    kind = DsType.ARRAY
+
+    def __init__(self, manager: Manager, elem_size: int, length: int, prefetch: bool = True):
+        if elem_size <= 0 or length <= 0:
+            raise ValueError("elem_size and length must be positive")
+        self.elem_size = elem_size  # bytes per element
+        self.length = length  # elements
+        self._zero = bytes(elem_size)
+        self.prefetcher = StrideDetector() if prefetch else None
+        super().__init__(manager, length, {"elem_size": elem_size, "length": length})
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _check(self, i: int) -> None:
+        if not 0 <= i < self.length:
+            raise IndexError(f"RemArray index {i} out of range 0..{self.length - 1}")
+
+    def at(self, scope: DerefScope, i: int, nt: bool = False) -> memoryview:
+        """A read-only view of element i, valid while `scope` lasts. May park."""
+        w = self.words[i] if 0 <= i < self.length else self._check(i)
+        if self.prefetcher is not None:
+            ahead = self.prefetcher.record(i)
+            if ahead is not None:
+                self._prefetch(ahead)
+        if w & PRESENT:
+            return self._view(scope, i, w).toreadonly()
+        if w == 0:
+            return memoryview(self._zero)  # never written: zeros, nothing to fetch
+        if w == LOST:
+            raise FarDataLost(f"element {i}: its far copy was lost")
+        data = self._fetch(i)
+        w = self.words[i]
+        if w & PRESENT:  # installed meanwhile (a prefetch or another writer)
+            return self._view(scope, i, w).toreadonly()
+        if nt:
+            self.manager.counters["nt_reads"] += 1
+            return memoryview(data)
+        w = self._install(i, data, FAR)
+        return self._view(scope, i, w).toreadonly()
+
+    def at_mut(self, scope: DerefScope, i: int) -> memoryview:
+        """A writable view of element i; the element becomes dirty. May park."""
+        self._check(i)
+        w = self.words[i]
+        if w & PRESENT and not w & EVACUATING:
+            w |= DIRTY
+            self.words[i] = w
+            return self._view(scope, i, w)
+        if w & PRESENT:  # under write-back: move it so the ack leaves it alone
+            data = bytes(self.heap.view(segment_of(w), offset_of(w), self.elem_size))
+        elif w == 0:
+            data = self._zero
+        elif w == LOST:
+            raise FarDataLost(f"element {i}: its far copy was lost")
+        else:
+            data = self._fetch(i)
+            w2 = self.words[i]
+            if w2 & PRESENT:
+                return self.at_mut(scope, i)
+        flags = DIRTY | (w & FAR)
+        w = self._install(i, data, flags)
+        return self._view(scope, i, w)
+
+    def write(self, i: int, data: bytes) -> None:
+        """Overwrite element i with `data` (exactly elem_size bytes). May park."""
+        self._check(i)
+        if len(data) != self.elem_size:
+            raise ValueError(f"element is {self.elem_size} bytes, got {len(data)}")
+        w = self.words[i]
+        if w & PRESENT and not w & EVACUATING:
+            self.heap.view(segment_of(w), offset_of(w), self.elem_size)[:] = data
+            self.words[i] = w | DIRTY
+            return
+        self._install(i, data, DIRTY | (w & FAR))
+
+    def read(self, i: int) -> bytes:
+        """A copy of element i. May park."""
+        from runtime.scope import DerefScope
+
+        with DerefScope() as scope:
+            return bytes(self.at(scope, i))
+
+    def _prefetch(self, indices: range) -> None:
+        far = self.manager.far
+        if far is None or not far.available or self.far_ds is None or not self.far_ds.ds:
+            return
+        for j in indices:
+            if not 0 <= j < self.length or j in self._inflight:
+                continue
+            w = self.words[j]
+            if w & PRESENT or w == 0 or w == LOST:
+                continue
+            self._inflight[j] = []
+            self.manager.counters["prefetches"] += 1
+            far.submit(
+                Op.READ,
+                self.far_ds.ds,
+                encode_name(self.far_name(j)),
+                lambda s, b, j=j: self._prefetched(j, s, b),
+            )
+
+    def _prefetched(self, j: int, status: Any, body: Any) -> None:
+        waiters = self._inflight.get(j, [])
+        if status == Status.OK and not self.words[j] & PRESENT:
+            value = decode_item(body)[3]
+            if self._install(j, value, FAR, park=False) is not None:
+                self.words[j] &= ~(0xFF << HOT_SHIFT)  # prefetched: not hot until used
+        if waiters:
+            self._fetched(j, status, body)  # a reader joined: hand it the result
+        else:
+            self._inflight.pop(j, None)
+
+    # -- offloaded operations (computed at the far node) -----------------------
+
+    def _offload(self, opname: str, *fields: int) -> tuple[tuple[int, ...], bytes]:
+        self.manager.counters["offloads"] += 1
+        body = encode_compute(opname, b"", encode_compute_args(opname, *fields))
+        return decode_compute_reply(opname, self._far_call(Op.COMPUTE, body))
+
+    def sum(self, start: int = 0, count: int | None = None) -> int:
+        """Sum of the range as little-endian u64 lanes, mod 2**64, at the far node. May park."""
+        count = self.length - start if count is None else count
+        self._flush(range(start, start + count))
+        return self._offload("sum", start, count)[0][0]
+
+    def checksum(self, start: int = 0, count: int | None = None) -> int:
+        """CRC-32 of the range's elements in order, computed at the far node. May park."""
+        count = self.length - start if count is None else count
+        self._flush(range(start, start + count))
+        return self._offload("checksum", start, count)[0][0]
+
+    def copy(self, src: int, dst: int, count: int) -> None:
+        """Copy elements src..src+count-1 to dst.. at the far node (memmove). May park."""
+        if count <= 0:
+            return
+        self._check(src + count - 1)
+        self._check(dst + count - 1)
+        self._flush(range(src, src + count))
+        self._flush(range(dst, dst + count))
+        self._offload("copy", src, dst, count)
+        for i in range(dst, dst + count):  # local copies of the destination are stale
+            w = self.words[i]
+            if w & PRESENT:
+                self.heap.free(segment_of(w), offset_of(w))
+            self.words[i] = far_word(i, 0)
+
+
+class _BoxSpace(Remoteable):
+    """The far home of a manager's RemBoxes: one slot per box."""
+
+    kind = DsType.BOX
+
+    def __init__(self, manager: Manager, capacity: int):
+        super().__init__(manager, capacity, {})
+        self.free_slots = list(range(capacity - 1, -1, -1))
+
+
+class RemBox:
+    """One remoteable object of any size (AIFM's unique pointer)."""
+
+    __slots__ = ("space", "slot")
+    _spaces: dict[int, _BoxSpace] = {}
+
+    def __init__(self, manager: Manager, data: bytes = b"", capacity: int = 1 << 16):
+        space = RemBox._spaces.get(id(manager))
+        if space is None or space.manager is not manager:
+            space = _BoxSpace(manager, capacity)
+            RemBox._spaces[id(manager)] = space
+        if not space.free_slots:
+            raise MemoryError("no free RemBox slots in this manager")
+        self.space = space
+        self.slot = space.free_slots.pop()
+        self.set(data)
+
+    def deref(self, scope: DerefScope) -> memoryview:
+        """A read-only view of the object. May park."""
+        sp, slot = self.space, self.slot
+        w = sp.words[slot]
+        if w & PRESENT:
+            return sp._view(scope, slot, w).toreadonly()
+        if w == LOST:
+            raise FarDataLost("box: its far copy was lost")
+        data = sp._fetch(slot)
+        w = sp.words[slot]
+        if not w & PRESENT:
+            w = sp._install(slot, data, FAR)
+        return sp._view(scope, slot, w).toreadonly()
+
+    def deref_mut(self, scope: DerefScope) -> memoryview:
+        """A writable view of the object; it becomes dirty. May park."""
+        sp, slot = self.space, self.slot
+        w = sp.words[slot]
+        if w & PRESENT and not w & EVACUATING:
+            w |= DIRTY
+            sp.words[slot] = w
+            return sp._view(scope, slot, w)
+        data = bytes(self.deref(scope))
+        w = sp._install(slot, data, DIRTY | (sp.words[slot] & FAR))
+        return sp._view(scope, slot, w)
+
+    def set(self, data: bytes) -> None:
+        """Replace the object's bytes (any size). May park."""
+        sp, slot = self.space, self.slot
+        w = sp.words[slot]
+        sp._install(slot, bytes(data), DIRTY | (w & FAR))
+
+    def get(self) -> bytes:
+        """A copy of the object's bytes. May park."""
+        from runtime.scope import DerefScope
+
+        with DerefScope() as scope:
+            return bytes(self.deref(scope))
+
+    def free(self) -> None:
+        """Release the box (local bytes now; the far copy is overwritten on reuse)."""
+        sp, slot = self.space, self.slot
+        w = sp.words[slot]
+        if w & PRESENT:
+            sp.heap.free(segment_of(w), offset_of(w))
+        sp.words[slot] = 0
+        sp.free_slots.append(slot)
