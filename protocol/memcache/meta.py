@@ -139,16 +139,42 @@ def encode_key(key: bytes) -> bytes:
     return base64.b64encode(key)
 
 
-def _preparse(req: MetaRequest, toks: list[bytes], start: int, error: str | None) -> None:
+_PARSED: dict[tuple[bytes, ...], dict] = {}  # flag tokens -> the attributes they set
+_PARSED_MAX = 1024  # entries; the cache is cleared when full
+
+
+def _preparse(req: MetaRequest, toks: list[bytes], start: int, error: str | None) -> bool:
     """Read flag tokens into `req`, as memcached's _meta_flag_preparse does.
 
     Numeric errors are remembered and parsing goes on; a duplicate or unknown
-    flag stops at once. `error` replaces every message (md, ma).
+    flag stops at once. `error` replaces every message (md, ma). Returns True
+    if an O (opaque) token is present. Clients repeat the same flag sets, so
+    the attributes a valid set without b or O yields are cached.
     """
+    flags = toks[start:]
+    key = tuple(flags)
+    cached = _PARSED.get(key)
+    if cached is not None:
+        req.__dict__.update(cached)
+        req.tokens = flags
+        return False
+    has_opaque = _parse_flags(req, flags, error)
+    if not has_opaque and not req.binary:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        attrs = dict(req.__dict__)
+        for name in ("cmd", "key", "tokens"):
+            attrs.pop(name, None)
+        _PARSED[key] = attrs
+    return has_opaque
+
+
+def _parse_flags(req: MetaRequest, flags: list[bytes], error: str | None) -> bool:
+    """The uncached work of _preparse."""
     seen = set()
+    has_opaque = False
     failed = False
     failure = BAD_FORMAT  # memcached's errstr: the last message set wins
-    flags = toks[start:]
     for tok in flags:
         c = tok[0]
         if c >= 127 or c in seen:
@@ -159,6 +185,8 @@ def _preparse(req: MetaRequest, toks: list[bytes], start: int, error: str | None
             raise ClientError(error or "invalid flag")
         attr, reader, message = spec
         if reader is None:
+            if c == 79:  # O
+                has_opaque = True
             continue
         ok = True
         if reader == "bool":
@@ -184,6 +212,7 @@ def _preparse(req: MetaRequest, toks: list[bytes], start: int, error: str | None
     req.tokens = flags
     if failed:
         raise ClientError(error or failure)
+    return has_opaque
 
 
 def _check_opaque(req: MetaRequest) -> str | None:
@@ -206,10 +235,10 @@ def _start(toks: list[bytes], too_long: str) -> bytes:
 
 def _mg(p: Parser, toks: list[bytes]) -> MetaGet:
     req = MetaGet("mg", _start(toks, "options flags are too long"), toks)
-    _preparse(req, toks, 2, None)
-    err = _check_opaque(req)
-    if err:
-        raise ClientError(err)
+    if _preparse(req, toks, 2, None):
+        err = _check_opaque(req)
+        if err:
+            raise ClientError(err)
     return req
 
 
@@ -226,10 +255,10 @@ def _ms(p: Parser, toks: list[bytes]) -> None:
         raise ClientError(BAD_FORMAT)
     req = MetaSet("ms", key, toks)
     try:
-        _preparse(req, toks, 3, None)
+        has_opaque = _preparse(req, toks, 3, None)
     except ClientError as exc:
         raise p.swallow(vlen + 2, exc) from None
-    err = _check_opaque(req)
+    err = _check_opaque(req) if has_opaque else None
     if req.mode is not None and req.mode not in _MS_MODES:
         err = "invalid mode for ms M token"
     if err:
@@ -242,19 +271,19 @@ def _ms(p: Parser, toks: list[bytes]) -> None:
 
 def _md(p: Parser, toks: list[bytes]) -> MetaDelete:
     req = MetaDelete("md", _start(toks, "options flags too long"), toks)
-    _preparse(req, toks, 2, "invalid or duplicate flag")
-    err = _check_opaque(req)
-    if err:
-        raise ClientError(err)
+    if _preparse(req, toks, 2, "invalid or duplicate flag"):
+        err = _check_opaque(req)
+        if err:
+            raise ClientError(err)
     return req
 
 
 def _ma(p: Parser, toks: list[bytes]) -> MetaArith:
     req = MetaArith("ma", _start(toks, "options flags too long"), toks)
-    _preparse(req, toks, 2, "invalid or duplicate flag")
+    has_opaque = _preparse(req, toks, 2, "invalid or duplicate flag")
     if req.mode is not None and req.mode not in _MA_MODES:
         raise ClientError("invalid mode for ma M token")
-    err = _check_opaque(req)
+    err = _check_opaque(req) if has_opaque else None
     if err:
         raise ClientError(err)
     return req

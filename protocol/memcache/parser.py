@@ -145,7 +145,8 @@ class Parser:
             nl -= 1
         toks = buf[pos:nl].split(b" ")
         if len(toks) == 2 and toks[0] == b"get" and 0 < len(toks[1]) <= KEY_MAX_LENGTH:
-            return Get("get", toks[1:], False, None)  # the hot path: one key, no checks left
+            del toks[0]
+            return Get("get", toks)  # the hot path: one key, no checks left
         return self._dispatch(toks)
 
     def _dispatch(self, toks: list[bytes]) -> Request:

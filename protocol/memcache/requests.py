@@ -78,7 +78,7 @@ class Get(Request):
 
     __slots__ = ("keys", "cas", "exptime")
 
-    def __init__(self, cmd: str, keys: list[bytes], cas: bool, exptime: int | None):
+    def __init__(self, cmd: str, keys: list[bytes], cas: bool = False, exptime: int | None = None):
         self.cmd = cmd
         self.keys = keys  # in request order, duplicates kept
         self.cas = cas  # reply with cas uniques (gets, gats)
