@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
 
 from protocol.far import (
     VERSION,
@@ -30,6 +26,7 @@ from protocol.far import (
     encode_frame,
     encode_hello,
 )
+from runtime.farprocess import FarProcess
 
 __all__ = ["FarClient", "FarNode"]
 
@@ -37,32 +34,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 _LISTENING = re.compile(rb"^farserver listening on 127\.0\.0\.1:(\d+)$")
 
 
-class FarNode:
-    """A farserver child process; stop() it (or use it as a context manager)."""
+class FarNode(FarProcess):
+    """A farserver child process (runtime.farprocess) with a test client maker."""
 
     def __init__(self, *args: str, timeout: float = 10.0):
-        cmd = [sys.executable, "-m", "farserver", "-p", "0", "-l", "127.0.0.1", *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE)
-        self.lines: list[bytes] = []  # stderr lines so far (drained by a thread: never blocks it)
-        self.port = 0
-        self._terminated = False  # SIGTERM sent
-        self._started = threading.Event()
-        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._drain.start()
-        if not self._started.wait(timeout) or not self.port:
-            self.stop()
-            raise RuntimeError(f"farserver did not start: {self.lines!r}")
-
-    def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            line = raw.rstrip(b"\n")
-            self.lines.append(line)
-            match = _LISTENING.match(line)
-            if match and not self.port:
-                self.port = int(match.group(1))
-                self._started.set()
-        self._started.set()  # exited: stop waiting
+        super().__init__(*args, timeout=timeout)
 
     def client(self, secret: bytes = b"", hello: bool = True) -> FarClient:
         """A connected client, HELLO done unless hello=False."""
@@ -72,28 +48,8 @@ class FarNode:
             assert frame.status == Status.OK, frame
         return client
 
-    def terminate(self) -> None:
-        """Send SIGTERM by PID, once."""
-        if not self._terminated and self.proc.poll() is None:
-            self._terminated = True
-            os.kill(self.proc.pid, signal.SIGTERM)
-
-    def stop(self) -> int:
-        """SIGTERM by PID (once); the exit status, once stderr is read to its end."""
-        self.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self._drain.join(5)
-        return self.proc.returncode
-
     def __enter__(self) -> FarNode:
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class FarClient:

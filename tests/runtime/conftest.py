@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from farnode import FarNode
+
+from runtime.farprocess import FarProcess as FarNode
 
 
 @pytest.fixture

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from farnode import FarNode
-
 from runtime.farclient import FarClient
+from runtime.farprocess import FarProcess as FarNode
 from runtime.hub import run
 from runtime.manager import Manager
 
