@@ -41,12 +41,26 @@ def _align(n: int) -> int:
 class Segment:
     """One region of local memory; `units` budget units (1 unless large)."""
 
-    __slots__ = ("id", "buf", "top", "live", "pins", "units", "sealed", "doomed", "view")
+    __slots__ = (
+        "id",
+        "buf",
+        "top",
+        "live",
+        "pins",
+        "units",
+        "sealed",
+        "doomed",
+        "view",
+        "rview",
+        "heap",
+    )
 
-    def __init__(self, seg_id: int, size: int, units: int):
+    def __init__(self, heap: Heap, seg_id: int, size: int, units: int):
+        self.heap = heap  # the heap this segment belongs to
         self.id = seg_id
         self.buf = bytearray(size)
-        self.view = memoryview(self.buf)
+        self.view = memoryview(self.buf)  # writable view of the whole segment
+        self.rview = self.view.toreadonly()  # read-only view, sliced by derefs
         self.top = 0  # bump offset: next free byte
         self.live = 0  # bytes of live objects, headers included
         self.pins = 0  # DerefScopes holding views into this segment
@@ -189,7 +203,7 @@ class Heap:
             seg_id = self._free_ids.pop() if self._free_ids else self._next_id
             if seg_id == self._next_id:
                 self._next_id += 1
-            seg = Segment(seg_id, units * self.segment_size, units)
+            seg = Segment(self, seg_id, units * self.segment_size, units)
         self.segments[seg.id] = seg
         if self.free_units <= self.start_at and self.on_low_memory is not None:
             self.on_low_memory()

@@ -149,28 +149,33 @@ class Waiter:
         return self._value is not _UNSET or self._exc is not None
 
     def switch(self, value: Any = None) -> None:
-        """Resume the waiting green thread with `value`. Hub only."""
-        hub = self._hub
-        if greenlet.getcurrent() is not hub.greenlet:
-            raise NotInHub("Waiter.switch() must be called from the hub")
+        """Resume the waiting green thread with `value`. Hub only.
+
+        Before anyone waits, the value is just kept (from anywhere): nothing
+        is resumed then.
+        """
         g = self._greenlet
         if g is None:
             if not self.ready:
                 self._value = value
             return
+        if greenlet.getcurrent() is not self._hub.greenlet:
+            raise NotInHub("Waiter.switch() must be called from the hub")
         self._greenlet = None
         g.switch(value)
 
     def throw(self, exc: BaseException) -> None:
-        """Resume the waiting green thread by raising `exc` in it. Hub only."""
-        hub = self._hub
-        if greenlet.getcurrent() is not hub.greenlet:
-            raise NotInHub("Waiter.throw() must be called from the hub")
+        """Resume the waiting green thread by raising `exc` in it. Hub only.
+
+        Before anyone waits, the error is just kept (from anywhere).
+        """
         g = self._greenlet
         if g is None:
             if not self.ready:
                 self._exc = exc
             return
+        if greenlet.getcurrent() is not self._hub.greenlet:
+            raise NotInHub("Waiter.throw() must be called from the hub")
         self._greenlet = None
         g.throw(exc)
 

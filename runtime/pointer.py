@@ -14,8 +14,10 @@ object (never one Python object per object). Layout:
     F far      the far node holds a valid copy (clean objects can be dropped)
 
 A word of 0 is "never materialized": no local copy, no far copy (reads as
-zeros for arrays). Hotness is a saturating counter: a deref bumps it, the
-evacuator halves it (CLOCK with a second chance: hot survives one pass).
+zeros for arrays). Hotness is a byte: a deref raises it to HOT_DEREF (3),
+writing the word only if it had cooled below that, so re-reading a hot
+object stores nothing; the evacuator halves it (CLOCK: an object kept gets
+one more pass, then cools: 3 -> 1 -> 0).
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ __all__ = [
     "DIRTY",
     "EVACUATING",
     "FAR",
+    "HOT_DEREF",
     "HOT_MASK",
     "HOT_MAX",
     "HOT_SHIFT",
     "LOC_MASK",
+    "OFF_MASK",
     "PRESENT",
+    "SEG_MAX",
+    "SEG_SHIFT",
     "far_word",
     "hotness",
     "local_word",
@@ -43,6 +49,7 @@ EVACUATING = 1 << 61
 FAR = 1 << 60
 HOT_SHIFT = 52
 HOT_MAX = 0xFF
+HOT_DEREF = 3  # a deref sets hotness to at least this: it survives 2 evacuator passes
 HOT_MASK = HOT_MAX << HOT_SHIFT
 LOC_MASK = (1 << 52) - 1  # segment+offset, or far id
 SEG_SHIFT = 32

@@ -14,7 +14,7 @@ one increment and one list append.
 
 from __future__ import annotations
 
-from runtime.heap import Heap, Segment
+from runtime.heap import Segment
 
 __all__ = ["DerefScope"]
 
@@ -25,18 +25,18 @@ class DerefScope:
     __slots__ = ("_pins",)
 
     def __init__(self) -> None:
-        self._pins: list[tuple[Heap, Segment]] = []  # one entry per pin taken
+        self._pins: list[Segment] = []  # one entry per pin taken
 
-    def pin(self, heap: Heap, seg: Segment) -> None:
+    def pin(self, seg: Segment) -> None:
         """Keep `seg` in place until this scope exits."""
         seg.pins += 1
-        self._pins.append((heap, seg))
+        self._pins.append(seg)
 
     def release(self) -> None:
         """Drop every pin taken so far (the scope may be reused after)."""
         pins, self._pins = self._pins, []
-        for heap, seg in pins:
-            heap.unpin(seg)
+        for seg in pins:
+            seg.heap.unpin(seg)
 
     def __enter__(self) -> DerefScope:
         return self

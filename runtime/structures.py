@@ -45,9 +45,13 @@ from runtime.pointer import (
     DIRTY,
     EVACUATING,
     FAR,
+    HOT_DEREF,
     HOT_MAX,
     HOT_SHIFT,
+    OFF_MASK,
     PRESENT,
+    SEG_MAX,
+    SEG_SHIFT,
     far_word,
     local_word,
     offset_of,
@@ -61,9 +65,47 @@ if TYPE_CHECKING:
 
 __all__ = ["RemArray", "RemBox", "Remoteable"]
 
-_HOT_ONE = 1 << HOT_SHIFT
-_HOT_FULL = HOT_MAX << HOT_SHIFT
+_HOT_MASK = HOT_MAX << HOT_SHIFT
+_HOT_SET = HOT_DEREF << HOT_SHIFT  # hotness a deref sets (stored only if cooler)
+_NOT_HOT = ~_HOT_MASK
 LOST = DIRTY  # a non-present word with DIRTY: the far copy was lost
+
+
+class _Batch:
+    """One park for many far reads: results by slot, the first error."""
+
+    __slots__ = ("waiter", "left", "results", "error")
+
+    def __init__(self, waiter: _hub.Waiter):
+        self.waiter = waiter
+        self.left = 0  # reads not answered yet
+        self.results: dict[int, bytes] = {}
+        self.error: BaseException | None = None
+
+
+class _BatchSlot:
+    """Stands in a fetch's waiter list for one slot of a _Batch (hub side)."""
+
+    __slots__ = ("batch", "slot")
+
+    def __init__(self, batch: _Batch, slot: int):
+        self.batch = batch
+        self.slot = slot
+
+    def switch(self, value: bytes) -> None:
+        self.batch.results[self.slot] = value
+        self._done()
+
+    def throw(self, exc: BaseException) -> None:
+        if self.batch.error is None:
+            self.batch.error = exc
+        self._done()
+
+    def _done(self) -> None:
+        b = self.batch
+        b.left -= 1
+        if b.left == 0:
+            b.waiter.switch(None)  # before get() (a synchronous failure) it is just kept
 
 
 class Remoteable:
@@ -90,12 +132,13 @@ class Remoteable:
     # -- local access ----------------------------------------------------------
 
     def _view(self, scope: DerefScope, slot: int, w: int) -> memoryview:
-        """View of a present object; bumps hotness and pins its segment."""
-        if w & _HOT_FULL != _HOT_FULL:
-            self.words[slot] = w + _HOT_ONE
-        seg = self.heap.segments[segment_of(w)]
-        scope.pin(self.heap, seg)
-        off = offset_of(w)
+        """Writable view of a present object; bumps hotness and pins its segment."""
+        if w & _HOT_MASK < _HOT_SET:
+            self.words[slot] = (w & _NOT_HOT) | _HOT_SET
+        seg = self.heap.segments[(w >> SEG_SHIFT) & SEG_MAX]
+        seg.pins += 1
+        scope._pins.append(seg)
+        off = w & OFF_MASK
         return seg.view[off : off + self.heap.payload_size(seg.id, off)]
 
     def _install(self, slot: int, data: bytes, flags: int, park: bool = True) -> int | None:
@@ -155,6 +198,34 @@ class Remoteable:
             lambda s, b: self._fetched(slot, s, b),
         )
         return w.get()
+
+    def _fetch_many(self, slots: list[int]) -> dict[int, bytes]:
+        """Far copies of several slots: every read is sent, then one park. May park."""
+        _hub.check_can_park()
+        far = self.manager.far
+        if far is None:
+            raise FarUnavailable("no far node")
+        ds = self._far_ds()
+        batch = _Batch(_hub.Waiter(self.manager.hub))
+        unique = list(dict.fromkeys(slots))
+        batch.left = len(unique)  # all counted first: a synchronous failure can't end it early
+        for slot in unique:
+            waiters = self._inflight.get(slot)
+            if waiters is not None:
+                waiters.append(_BatchSlot(batch, slot))
+                continue
+            self._inflight[slot] = [_BatchSlot(batch, slot)]
+            self.manager.counters["far_reads"] += 1
+            far.submit(
+                Op.READ,
+                ds,
+                encode_name(self.far_name(slot)),
+                lambda s, b, slot=slot: self._fetched(slot, s, b),
+            )
+        batch.waiter.get()
+        if batch.error is not None:
+            raise batch.error
+        return batch.results
 
     def _fetched(self, slot: int, status: Any, body: Any) -> None:
         waiters = self._inflight.pop(slot, [])
@@ -273,6 +344,7 @@ class RemArray(Remoteable):
         self._zero = bytes(elem_size)
         self.prefetcher = StrideDetector() if prefetch else None
         super().__init__(manager, length, {"elem_size": elem_size, "length": length})
+        self._segments = self.heap.segments  # the heap's id -> segment dict
 
     def __len__(self) -> int:
         return self.length
@@ -283,13 +355,21 @@ class RemArray(Remoteable):
 
     def at(self, scope: DerefScope, i: int, nt: bool = False) -> memoryview:
         """A read-only view of element i, valid while `scope` lasts. May park."""
-        w = self.words[i] if 0 <= i < self.length else self._check(i)
+        if i < 0:
+            self._check(i)
+        w = self.words[i]  # IndexError past the end
         if self.prefetcher is not None:
             ahead = self.prefetcher.record(i)
             if ahead is not None:
                 self._prefetch(ahead)
-        if w & PRESENT:
-            return self._view(scope, i, w).toreadonly()
+        if w & PRESENT:  # the hot path: one word test, a pin, a slice
+            if w & _HOT_MASK < _HOT_SET:
+                self.words[i] = (w & _NOT_HOT) | _HOT_SET
+            seg = self._segments[(w >> SEG_SHIFT) & SEG_MAX]
+            seg.pins += 1
+            scope._pins.append(seg)
+            off = w & OFF_MASK
+            return seg.rview[off : off + self.elem_size]
         if w == 0:
             return memoryview(self._zero)  # never written: zeros, nothing to fetch
         if w == LOST:
@@ -303,6 +383,38 @@ class RemArray(Remoteable):
             return memoryview(data)
         w = self._install(i, data, FAR)
         return self._view(scope, i, w).toreadonly()
+
+    def at_many(self, scope: DerefScope, indices: list[int], nt: bool = False) -> list[memoryview]:
+        """Read-only views of several elements; all far fetches go out before one park.
+
+        The request is the prefetch hint (DESIGN §2): a green thread reading
+        many elements parks once, not once per element. May park.
+        """
+        words = self.words
+        missing = []
+        for i in indices:
+            if i < 0:
+                self._check(i)
+            w = words[i]
+            if not w & PRESENT and w != 0:
+                if w == LOST:
+                    raise FarDataLost(f"element {i}: its far copy was lost")
+                missing.append(i)
+        fetched = self._fetch_many(missing) if missing else {}
+        out = []
+        for i in indices:
+            w = words[i]
+            if w & PRESENT:
+                out.append(self._view(scope, i, w).toreadonly())
+            elif w == 0:
+                out.append(memoryview(self._zero))
+            elif nt:
+                self.manager.counters["nt_reads"] += 1
+                out.append(memoryview(fetched[i]))
+            else:
+                w = self._install(i, fetched[i], FAR)
+                out.append(self._view(scope, i, w).toreadonly())
+        return out
 
     def at_mut(self, scope: DerefScope, i: int) -> memoryview:
         """A writable view of element i; the element becomes dirty. May park."""

@@ -105,7 +105,7 @@ def test_scope_pins_delay_retirement():
     locs = [h.alloc(300_000, oid, i) for i in range(4)]
     seg = h.segments[locs[0][0]]
     with DerefScope() as scope:
-        scope.pin(h, seg)
+        scope.pin(seg)
         h.retire(seg)
         assert seg.id in h.segments and seg.doomed
     assert seg.id not in h.segments

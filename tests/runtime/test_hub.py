@@ -123,13 +123,25 @@ def test_parking_the_hub_raises_wouldpark():
 def test_resuming_outside_the_hub_raises():
     def main():
         w = H.Waiter()
+        parked = H.spawn(w.get)  # parks on w
+        H.sleep(0.01)
         with pytest.raises(NotInHub):
-            w.switch(1)
+            w.switch(1)  # a green thread may not resume another
         with pytest.raises(NotInHub):
             H.get_hub().run_in_pool(print)
-        return True
+        H.get_hub().loop.call_soon(w.switch, 2)  # the hub may
+        return parked.join()
 
-    assert H.run(main)
+    assert H.run(main) == 2
+
+
+def test_a_value_before_anyone_waits_is_kept_from_anywhere():
+    def main():
+        w = H.Waiter()
+        w.switch("kept")  # nobody parked: nothing is resumed, the value is kept
+        return w.get()
+
+    assert H.run(main) == "kept"
 
 
 def test_greenlets_are_pooled_not_created_per_spawn():

@@ -161,7 +161,7 @@ def test_scope_across_a_park_keeps_views_valid(far_node):
             arr.write(i, content(i))
         with DerefScope() as scope:
             views = [arr.at(scope, i) for i in range(64)]
-            pinned = {seg.id for _, seg in scope._pins}
+            pinned = {seg.id for seg in scope._pins}
 
             def churn():
                 for i in range(64, n):
@@ -307,3 +307,41 @@ def test_stalled_far_node_times_out(far_node):
     elapsed, ok = with_runtime(far_node, 4 * MiB, main, timeout=0.5)
     assert 0.3 < elapsed < 1.5
     assert ok
+
+
+def test_at_many_issues_every_fetch_before_one_park(far_node):
+    n = 1024
+
+    def main(mgr):
+        arr = RemArray(mgr, ELEM, n, prefetch=False)
+        for i in range(n):
+            arr.write(i, content(i))
+        far_only = [i for i in range(n) if not arr.words[i] >> 63][:64]
+        sent = []
+        submit = mgr.far.submit
+        mgr.far.submit = lambda op, ds, body, cb: (sent.append(op), submit(op, ds, body, cb))
+        with DerefScope() as scope:
+            views = arr.at_many(scope, far_only + far_only[:3], nt=True)
+            ok = [bytes(v) for v in views] == [content(i) for i in far_only + far_only[:3]]
+        mgr.far.submit = submit
+        return ok, sent.count(4)  # READ
+
+    ok, reads = with_runtime(far_node, 4 * MiB, main)
+    assert ok and reads == 64  # duplicates share one read
+
+
+def test_at_many_with_the_node_down_raises(far_node):
+    def main(mgr):
+        arr = RemArray(mgr, ELEM, 1024, prefetch=False)
+        for i in range(1024):
+            arr.write(i, content(i))
+        far_only = [i for i in range(1024) if not arr.words[i] >> 63][:10]
+        far_node.kill()
+        H.sleep(0.2)
+        with DerefScope() as scope, pytest.raises((FarUnavailable, FarTimeout)):
+            arr.at_many(scope, far_only)
+        with pytest.raises((FarUnavailable, FarTimeout)):
+            arr.read(far_only[0])
+        return True
+
+    assert with_runtime(far_node, 4 * MiB, main)
