@@ -144,7 +144,8 @@ def _delete(p: Parser, toks: list[bytes]) -> Delete:
     return Delete(key, noreply)
 
 
-def _arith(p: Parser, toks: list[bytes], cmd: str = "incr") -> Arith:
+def _key_and_number(toks: list[bytes], read, error: str) -> tuple[bytes, int, bool]:
+    """`<cmd> <key> <number> [noreply]` (incr, decr, touch): key, number, noreply."""
     n = len(toks) + 1
     if n != 4 and n != 5:
         raise CommandError()
@@ -152,9 +153,14 @@ def _arith(p: Parser, toks: list[bytes], cmd: str = "incr") -> Arith:
     key = toks[1]
     if len(key) > KEY_MAX_LENGTH:
         raise ClientError(BAD_FORMAT, noreply=noreply)
-    delta = strtoull64(toks[2])
-    if delta is None:
-        raise ClientError("invalid numeric delta argument", noreply=noreply)
+    number = read(toks[2])
+    if number is None:
+        raise ClientError(error, noreply=noreply)
+    return key, number, noreply
+
+
+def _arith(p: Parser, toks: list[bytes], cmd: str = "incr") -> Arith:
+    key, delta, noreply = _key_and_number(toks, strtoull64, "invalid numeric delta argument")
     return Arith(cmd, key, delta, noreply)
 
 
@@ -163,16 +169,7 @@ def _decr(p: Parser, toks: list[bytes]) -> Arith:
 
 
 def _touch(p: Parser, toks: list[bytes]) -> Touch:
-    n = len(toks) + 1
-    if n != 4 and n != 5:
-        raise CommandError()
-    noreply = _noreply(toks)
-    key = toks[1]
-    if len(key) > KEY_MAX_LENGTH:
-        raise ClientError(BAD_FORMAT, noreply=noreply)
-    exptime = strtol32(toks[2])
-    if exptime is None:
-        raise ClientError("invalid exptime argument", noreply=noreply)
+    key, exptime, noreply = _key_and_number(toks, strtol32, "invalid exptime argument")
     return Touch(key, exptime, noreply)
 
 
