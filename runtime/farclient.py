@@ -332,7 +332,9 @@ class FarClient:
                     self._backoff = 0.05
                     return
                 except (TimeoutError, OSError, FarUnavailable, FrameError) as exc:
-                    log.debug("far connect to %s:%d failed: %s", self.host, self.port, exc)
+                    # a refusal (wrong secret, bad frames) is worth saying; a node not up yet is not
+                    level = logging.DEBUG if isinstance(exc, OSError) else logging.WARNING
+                    log.log(level, "far connect to %s:%d failed: %s", self.host, self.port, exc)
                     if self._proto is not None and self._proto.transport is not None:
                         self._proto.transport.close()
                     self._proto = None

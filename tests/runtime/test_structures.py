@@ -345,3 +345,30 @@ def test_at_many_with_the_node_down_raises(far_node):
         return True
 
     assert with_runtime(far_node, 4 * MiB, main)
+
+
+def test_far_client_needs_the_shared_secret(tmp_path):
+    from runtime.farclient import FarClient
+    from runtime.farprocess import FarProcess
+    from runtime.manager import Manager
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s3cret\n")
+    with FarProcess(secret_file=str(secret)) as node:
+
+        def main():
+            wrong = FarClient("127.0.0.1", node.port, secret=b"nope", timeout=1)
+            refused = not wrong.wait_ready(1.0)
+            wrong.close()
+            right = FarClient("127.0.0.1", node.port, secret=b"s3cret", timeout=1)
+            mgr = Manager(4 * MiB, right)
+            mgr.start()
+            ok = right.wait_ready(5)
+            arr = RemArray(mgr, ELEM, 1024, prefetch=False)
+            for i in range(1024):
+                arr.write(i, content(i))
+            data_ok = all(arr.read(i) == content(i) for i in range(1024))
+            mgr.close()
+            return refused, ok, data_ok
+
+        assert H.run(main) == (True, True, True)
