@@ -65,6 +65,9 @@ class EvacHandler(Protocol):
     def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes] | None:
         """The far WRITE for a dirty object: (op, ds, frame body); None: can't now."""
 
+    def evac_written(self, slot: int, marked: int) -> None:
+        """The far node acknowledged the write-back of the object (word `marked`)."""
+
     def evac_far(self, slot: int) -> None:
         """The object left local memory; its far copy is now the only one."""
 
@@ -285,6 +288,7 @@ class Evacuator:
                 continue
             self.writebacks += 1
             self.writeback_bytes += len(body)
+            owner.evac_written(slot, marked)
             clean = (w & ~(EVACUATING | DIRTY)) | FAR
             owner.words[slot] = clean
             if seg.pins:

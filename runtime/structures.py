@@ -265,6 +265,9 @@ class Remoteable:
         self.manager.counters["far_writes"] += 1
         return Op.WRITE, st.ds, encode_write(self.far_name(slot), bytes(data))
 
+    def evac_written(self, slot: int, marked: int) -> None:
+        """A write-back of the object (word `marked`) was acknowledged."""
+
     def evac_far(self, slot: int) -> None:
         """The object now lives only on the far node."""
         self.words[slot] = far_word(slot, 0)

@@ -1,0 +1,455 @@
+"""The remoteable hash table (DESIGN §6): what kvcache stores items in.
+
+    index: dict key -> slot          resident items only (AIFM's design)
+    words: array('Q') slot -> word   runtime.pointer metadata, one per slot
+    keys:  list slot -> key          to name a slot's item when it leaves
+    filter: CuckooFilter             keys that may be far (~2 B per far key)
+
+    item object in the heap: <I flags><I exptime><Q cas><H nkey> key value
+
+- Cold items leave local memory entirely, key and value; a miss on a key
+  that was never stored is answered by the filter, with no round trip.
+- A get of a far item fetches it and re-admits it clean (the far copy stays:
+  evicting it again costs nothing), except values of `nt_threshold` bytes
+  or more, served without being kept (non-temporal).
+- Invariant: a resident item has FAR set iff the far node holds an identical
+  copy and the filter holds its key. Changing an item with FAR set first
+  removes the far copy (asynchronously, ordered before any later request for
+  that key on the one far connection) and its filter entry; so a dirty item
+  never has a far copy, and dropping it can't leave a stale one readable.
+- The table is a cache (may_forget): with no far node, cold items are
+  evicted as memcached evicts them. A far node that restarted lost every far
+  item: the filter is cleared and resident items become the only copies.
+- Expiry: `exptime` is absolute unix seconds (0 = never); an expired item is
+  a miss and is reclaimed with no I/O. The far node expires its copies too.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from protocol.far import (
+    DsType,
+    Op,
+    Status,
+    decode_item,
+    encode_compute,
+    encode_name,
+    encode_write,
+)
+from runtime import hub as _hub
+from runtime.cuckoo import CuckooFilter
+from runtime.errors import FarMemoryError, FarUnavailable
+from runtime.pointer import (
+    DIRTY,
+    FAR,
+    HOT_DEREF,
+    HOT_MAX,
+    HOT_SHIFT,
+    OFF_MASK,
+    PRESENT,
+    SEG_MAX,
+    SEG_SHIFT,
+    local_word,
+    offset_of,
+    segment_of,
+)
+from runtime.structures import Remoteable
+
+if TYPE_CHECKING:
+    from runtime.manager import Manager
+    from runtime.scope import DerefScope
+
+__all__ = ["ITEM_HEADER", "Item", "RemHashTable"]
+
+ITEM_HEADER = struct.Struct("<IIQH")  # flags, exptime, cas, key length
+_HDR = ITEM_HEADER.size  # 18
+_HOT_MASK = HOT_MAX << HOT_SHIFT
+_HOT_SET = HOT_DEREF << HOT_SHIFT
+_NOT_HOT = ~_HOT_MASK
+
+
+class Item:
+    """A found item: its fields and a view of its value (valid in the scope)."""
+
+    __slots__ = ("key", "flags", "exptime", "cas", "value")
+
+    def __init__(self, key: bytes, flags: int, exptime: int, cas: int, value: memoryview):
+        self.key = key
+        self.flags = flags  # uint32 client flags
+        self.exptime = exptime  # absolute unix seconds, 0 = never
+        self.cas = cas  # uint64
+        self.value = value  # read-only view of the value bytes
+
+    def __repr__(self) -> str:
+        return f"Item({self.key!r}, flags={self.flags}, exptime={self.exptime}, cas={self.cas})"
+
+
+class _Fetch:
+    """One far read of a key, shared by every green thread asking for it."""
+
+    __slots__ = ("waiters", "stale")
+
+    def __init__(self) -> None:
+        self.waiters: list[Any] = []  # Waiters (or batch slots) to hand the result
+        self.stale = False  # the key was set or deleted meanwhile: drop the result
+
+
+class RemHashTable(Remoteable):
+    """A hash table of memcached-style items whose cold items live far."""
+
+    kind = DsType.HASHTABLE
+    may_forget = True
+
+    def __init__(
+        self,
+        manager: Manager,
+        *,
+        expected_far_items: int = 1 << 20,
+        nt_threshold: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.index: dict[bytes, int] = {}  # resident key -> slot
+        self.keys: list[bytes | None] = []  # slot -> key (None: free slot)
+        self.free_slots: list[int] = []
+        self.filter = CuckooFilter(expected_far_items)
+        self.nt_threshold = nt_threshold  # values this big are served, not kept
+        self.clock = clock  # unix seconds
+        self._fetches: dict[bytes, _Fetch] = {}
+        self.stats = {
+            "far_hits": 0,  # gets answered by the far node
+            "far_misses": 0,  # the filter said maybe, the node said no
+            "filter_negatives": 0,  # misses answered locally by the filter
+            "nt_reads": 0,
+            "far_removes": 0,
+            "evictions": 0,  # forgotten for lack of room (no far node)
+            "reclaimed": 0,  # expired items reclaimed
+        }
+        super().__init__(manager, 0, {"evict": True})
+
+    # -- naming and slots ------------------------------------------------------
+
+    def far_name(self, slot: int) -> bytes:
+        """The far name of a slot's item: its key."""
+        key = self.keys[slot]
+        assert key is not None
+        return key
+
+    def _new_slot(self, key: bytes) -> int:
+        if self.free_slots:
+            slot = self.free_slots.pop()
+            self.keys[slot] = key
+        else:
+            slot = len(self.keys)
+            self.keys.append(key)
+            self.words.append(0)
+        return slot
+
+    def _drop_slot(self, slot: int) -> None:
+        key = self.keys[slot]
+        if key is not None and self.index.get(key) == slot:
+            del self.index[key]
+        self.keys[slot] = None
+        self.words[slot] = 0
+        self.free_slots.append(slot)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    # -- reading ----------------------------------------------------------------
+
+    def _item(self, scope: DerefScope, slot: int, w: int, key: bytes) -> Item:
+        if w & _HOT_MASK < _HOT_SET:
+            self.words[slot] = (w & _NOT_HOT) | _HOT_SET
+        seg = self.heap.segments[(w >> SEG_SHIFT) & SEG_MAX]
+        seg.pins += 1
+        scope._pins.append(seg)
+        off = w & OFF_MASK
+        flags, exptime, cas, nkey = ITEM_HEADER.unpack_from(seg.buf, off)
+        size = self.heap.payload_size(seg.id, off)
+        return Item(key, flags, exptime, cas, seg.rview[off + _HDR + nkey : off + size])
+
+    def _expired(self, exptime: int) -> bool:
+        return exptime != 0 and exptime <= self.clock()
+
+    def peek(self, scope: DerefScope, key: bytes) -> Item | None:
+        """The resident item under `key`, or None; never parks, never goes far."""
+        slot = self.index.get(key)
+        if slot is None:
+            return None
+        item = self._item(scope, slot, self.words[slot], key)
+        if item.exptime and self._expired(item.exptime):
+            self._remove_local(slot)
+            self.stats["reclaimed"] += 1
+            return None
+        return item
+
+    def may_be_far(self, key: bytes) -> bool:
+        """True if a far copy of `key` may exist (the filter's answer)."""
+        return key in self.filter
+
+    def get(self, scope: DerefScope, key: bytes) -> Item | None:
+        """The item under `key`, fetched from far if need be; None on a miss. May park.
+
+        From the hub, a get that must go far raises WouldPark first.
+        """
+        item = self.peek(scope, key)
+        if item is not None:
+            return item
+        if key not in self.filter:
+            self.stats["filter_negatives"] += 1
+            return None
+        return self.get_many(scope, [key])[0]
+
+    def get_many(self, scope: DerefScope, keys: list[bytes]) -> list[Item | None]:
+        """Items for `keys` in order; every far fetch is sent before one park. May park."""
+        out: list[Item | None] = []
+        far_keys = []
+        for key in keys:
+            item = self.peek(scope, key)
+            out.append(item)
+            if item is None:
+                if key in self.filter:
+                    far_keys.append(key)
+                else:
+                    self.stats["filter_negatives"] += 1
+        if not far_keys:
+            return out
+        fetched = self._fetch_keys(far_keys)
+        for n, key in enumerate(keys):
+            if out[n] is not None:
+                continue
+            if key in fetched:
+                out[n] = self._admit(scope, key, fetched[key])
+            else:
+                out[n] = self.peek(scope, key)  # set meanwhile by another green thread
+        return out
+
+    def _fetch_keys(self, keys: list[bytes]) -> dict[bytes, tuple | None]:
+        """Far items (flags, exptime, cas, value) or None per key; one park. May park."""
+        _hub.check_can_park()
+        far = self.manager.far
+        if far is None or not far.available:
+            raise FarUnavailable("far node unavailable")
+        ds = self._far_ds()
+        hub = self.manager.hub
+        waiter = _hub.Waiter(hub)
+        unique = list(dict.fromkeys(keys))
+        results: dict[bytes, tuple | None] = {}
+        state = {"left": len(unique), "error": None}
+
+        def landed(key: bytes, result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                state["error"] = state["error"] or exc
+            elif result is not _STALE:
+                results[key] = result
+            state["left"] -= 1
+            if state["left"] == 0:
+                waiter.switch(None)
+
+        for key in unique:
+            fetch = self._fetches.get(key)
+            cb = lambda result, exc, key=key: landed(key, result, exc)  # noqa: E731
+            if fetch is not None:
+                fetch.waiters.append(cb)
+                continue
+            fetch = self._fetches[key] = _Fetch()
+            fetch.waiters.append(cb)
+            self.manager.counters["far_reads"] += 1
+            far.submit(
+                Op.READ, ds, encode_name(key), lambda s, b, key=key: self._fetched(key, s, b)
+            )
+        waiter.get()
+        if state["error"] is not None:
+            raise state["error"]
+        return results
+
+    def _fetched(self, key: bytes, status: Any, body: Any) -> None:
+        fetch = self._fetches.pop(key, None)
+        if fetch is None:
+            return
+        result: Any = None
+        exc: BaseException | None = None
+        if fetch.stale:
+            result = _STALE
+        elif status is None:
+            exc = body
+        elif status == Status.OK:
+            result = decode_item(body)
+            self.manager.counters["far_read_bytes"] += len(result[3])
+        elif status == Status.NOT_FOUND:
+            self.filter.discard(key)  # the node evicted or expired it: self-heal
+            self.stats["far_misses"] += 1
+        else:
+            exc = FarMemoryError(f"far read failed: {Status(status).name}")
+        for cb in fetch.waiters:
+            cb(result, exc)
+
+    def _admit(self, scope: DerefScope, key: bytes, found: tuple | None) -> Item | None:
+        """Serve a fetched far item, re-admitting it locally as clean. May park."""
+        if found is None:
+            return None
+        flags, exptime, cas, value = found
+        if self._expired(exptime):
+            return None
+        self.stats["far_hits"] += 1
+        if self.nt_threshold is not None and len(value) >= self.nt_threshold:
+            self.stats["nt_reads"] += 1
+            self.manager.counters["nt_reads"] += 1
+            return Item(key, flags, exptime, cas, memoryview(value).toreadonly())
+        slot = self.index.get(key)
+        if slot is not None:  # admitted meanwhile by another green thread
+            return self.peek(scope, key)
+        slot = self._store(key, value, flags, exptime, cas, FAR)
+        return self._item(scope, slot, self.words[slot], key)
+
+    # -- writing ----------------------------------------------------------------
+
+    def _store(
+        self,
+        key: bytes,
+        value: bytes,
+        flags: int,
+        exptime: int,
+        cas: int,
+        wflags: int,
+        forget_far: bool = False,
+    ) -> int:
+        """Copy an item into the heap under a new slot and index it. May park.
+
+        The allocation comes first: if it raises (WouldPark from the hub,
+        OutOfMemory) nothing has changed. With forget_far the key's far copy
+        is removed once room is had.
+        """
+        slot = self._new_slot(key)
+        size = _HDR + len(key) + len(value)
+        try:
+            seg_id, off = self.manager.alloc(size, self.owner_id, slot)
+        except BaseException:
+            self.keys[slot] = None
+            self.free_slots.append(slot)
+            raise
+        if forget_far:
+            self._forget_far(key)
+        buf = self.heap.segments[seg_id].buf
+        ITEM_HEADER.pack_into(buf, off, flags, exptime, cas, len(key))
+        kend = off + _HDR + len(key)
+        buf[off + _HDR : kend] = key
+        buf[kend : kend + len(value)] = value
+        old = self.index.get(key)
+        if old is not None:
+            self._remove_local(old)
+        self.index[key] = slot
+        self.words[slot] = local_word(seg_id, off, wflags, 1)
+        return slot
+
+    def _forget_far(self, key: bytes) -> None:
+        """Remove the far copy of `key` (async, ordered) and its filter entry."""
+        fetch = self._fetches.get(key)
+        if fetch is not None:
+            fetch.stale = True
+        if key not in self.filter:
+            return
+        self.filter.discard(key)
+        far = self.manager.far
+        st = self.far_ds
+        if far is not None and st is not None and st.ds and far.available:
+            self.stats["far_removes"] += 1
+            far.submit(Op.REMOVE, st.ds, encode_name(key), _ignore)
+
+    def _remove_local(self, slot: int) -> None:
+        w = self.words[slot]
+        if w & PRESENT:
+            self.heap.free(segment_of(w), offset_of(w))
+        self._drop_slot(slot)
+
+    def set(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0, cas: int = 0) -> None:
+        """Store an item (dirty); a far copy of the key is removed. May park.
+
+        From the hub with no room free it raises WouldPark, table untouched.
+        """
+        self._store(key, value, flags, exptime, cas, DIRTY, forget_far=True)
+
+    def delete(self, key: bytes) -> bool:
+        """Remove `key` here and on the far node; True if it was resident or may be far."""
+        slot = self.index.get(key)
+        found = slot is not None
+        if found:
+            self._remove_local(slot)
+        maybe_far = key in self.filter
+        self._forget_far(key)
+        return found or maybe_far
+
+    def clear(self) -> None:
+        """Forget every item, here and on the far node (flush_all)."""
+        for slot in list(self.index.values()):
+            self._remove_local(slot)
+        for fetch in self._fetches.values():
+            fetch.stale = True
+        self.filter.clear()
+        far = self.manager.far
+        st = self.far_ds
+        if far is not None and st is not None and st.ds and far.available:
+            far.submit(Op.COMPUTE, st.ds, encode_compute("clear", b""), _ignore)
+
+    # -- evacuation handler ---------------------------------------------------------
+
+    def _exptime_of(self, slot: int) -> int:
+        w = self.words[slot]
+        return struct.unpack_from("<I", self.heap.segments[segment_of(w)].buf, offset_of(w) + 4)[0]
+
+    def evac_dead(self, slot: int) -> bool:
+        """Expired items are dead."""
+        exptime = self._exptime_of(slot)
+        return exptime != 0 and exptime <= self.clock()
+
+    def evac_reclaim(self, slot: int) -> None:
+        """An expired item is gone (its far copy expires on the node)."""
+        self.stats["reclaimed"] += 1
+        self._drop_slot(slot)
+
+    def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes] | None:
+        """The far WRITE of a dirty item, fields and all."""
+        st = self.far_ds
+        if st is None or not st.ds:
+            return None
+        flags, exptime, cas, nkey = ITEM_HEADER.unpack_from(data, 0)
+        key = bytes(data[_HDR : _HDR + nkey])
+        value = bytes(data[_HDR + nkey :])
+        self.manager.counters["far_writes"] += 1
+        return Op.WRITE, st.ds, encode_write(key, value, flags, exptime, cas)
+
+    def evac_written(self, slot: int, marked: int) -> None:
+        """The far node now holds the item: its key may be far from now on."""
+        if not marked & FAR:
+            key = self.keys[slot]
+            if key is not None:
+                self.filter.add(key)
+
+    def evac_far(self, slot: int) -> None:
+        """The item left local memory; its key stays in the filter."""
+        self._drop_slot(slot)
+
+    def evac_forget(self, slot: int) -> None:
+        """Evicted with no far copy (no far node): the cache forgets it."""
+        self.stats["evictions"] += 1
+        self._drop_slot(slot)
+
+    def on_far_reset(self) -> None:
+        """The far node restarted: far items are gone; resident ones are the only copies."""
+        self.filter.clear()
+        words = self.words
+        for slot in self.index.values():
+            w = words[slot]
+            if w & FAR:
+                words[slot] = (w & ~FAR) | DIRTY
+
+
+_STALE = object()
+
+
+def _ignore(status: Any, body: Any) -> None:
+    """Callback for requests whose outcome changes nothing (a REMOVE)."""

@@ -1,0 +1,212 @@
+"""runtime/hashtable.py and runtime/cuckoo.py against a real farserver.
+
+Spec (DESIGN §6, issue 4's RemHashTable): the local index holds resident
+items only; cold items leave entirely and their keys go to a compact filter
+that answers >= 99% of never-stored misses with no round trip; a far get
+re-admits the item clean (non-temporal above a threshold); a set removes the
+stale far copy; expired items are misses; the cache may forget, never serve
+a wrong value.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+from farharness import with_runtime
+
+from runtime import hub as H
+from runtime.cuckoo import CuckooFilter
+from runtime.errors import FarTimeout, FarUnavailable
+from runtime.hashtable import RemHashTable
+from runtime.manager import Manager
+from runtime.scope import DerefScope
+
+MiB = 1 << 20
+
+
+def value_of(key: bytes, size: int) -> bytes:
+    """Distinct, checkable contents for a key."""
+    seed = key * (size // len(key) + 1)
+    return seed[:size]
+
+
+def test_cuckoo_filter_no_false_negatives_few_false_positives():
+    f = CuckooFilter(50_000)
+    keys = [os.urandom(10) for _ in range(47_000)]
+    for k in keys:
+        f.add(k)
+    assert all(k in f for k in keys)
+    fp = sum(os.urandom(11) in f for _ in range(50_000))
+    assert fp / 50_000 < 0.01
+    assert f.nbytes / len(keys) < 3.0
+    for k in keys[:20_000]:
+        assert f.discard(k)
+    assert all(k in f for k in keys[20_000:])
+    assert len(f) == 27_000
+
+
+def test_cuckoo_filter_grows_when_full():
+    f = CuckooFilter(64)
+    keys = [os.urandom(8) for _ in range(1000)]
+    for k in keys:
+        f.add(k)
+    assert len(f.tables) > 1
+    assert sum(k in f for k in keys) >= 1000 - f.dropped
+
+
+def test_items_go_far_and_come_back_byte_exact(far_node):
+    sizes = [100, 1000, 10_000, 100_000]
+
+    def main(mgr):
+        table = RemHashTable(mgr, expected_far_items=100_000)
+        keys = [b"key:%d" % i for i in range(3000)]
+        for i, k in enumerate(keys):  # ~ 40 MB through an 8 MiB heap
+            table.set(k, value_of(k, sizes[i % 4]), flags=i, exptime=0, cas=i + 1)
+            assert mgr.heap.used_bytes <= mgr.heap.budget_bytes
+        resident = len(table)
+        order = keys[:]
+        random.Random(3).shuffle(order)
+        bad = []
+
+        def reader(part):
+            for k in part:
+                with DerefScope() as scope:
+                    item = table.get(scope, k)
+                    i = int(k.split(b":")[1])
+                    if item is None or bytes(item.value) != value_of(k, sizes[i % 4]):
+                        bad.append(k)
+                    elif (item.flags, item.cas) != (i, i + 1):
+                        bad.append(k)
+
+        for t in [H.spawn(reader, order[j::16]) for j in range(16)]:
+            t.join()
+        return bad, resident, table.stats, mgr.stats()
+
+    bad, resident, st, ms = with_runtime(far_node, 8 * MiB, main, timeout=10)
+    assert bad == []
+    assert resident < 3000  # most items left local memory, key and value
+    assert st["far_hits"] > 1000 and ms["evacuations"] > 1000
+
+
+def test_never_stored_misses_cost_no_round_trip(far_node):
+    def main(mgr):
+        table = RemHashTable(mgr, expected_far_items=50_000)
+        for i in range(20_000):
+            table.set(b"k%d" % i, b"v" * 500)
+        reads = mgr.counters["far_reads"]
+        with DerefScope() as scope:
+            misses = [table.get(scope, b"never%d" % i) for i in range(10_000)]
+        return misses.count(None), mgr.counters["far_reads"] - reads, table.stats
+
+    misses, far_reads, st = with_runtime(far_node, 4 * MiB, main)
+    assert misses == 10_000
+    assert far_reads <= 100  # >= 99% answered by the filter
+    assert st["filter_negatives"] >= 9_900
+
+
+def test_set_removes_the_stale_far_copy(far_node):
+    def main(mgr):
+        table = RemHashTable(mgr)
+        table.set(b"target", b"old" * 1000)
+        for i in range(8000):  # push it far
+            table.set(b"fill%d" % i, b"x" * 1000)
+        assert b"target" not in table.index and table.may_be_far(b"target")
+        table.set(b"target", b"new" * 10)
+        with DerefScope() as scope:
+            now = bytes(table.get(scope, b"target").value)
+        assert table.delete(b"target")
+        with DerefScope() as scope:
+            gone = table.get(scope, b"target")
+        for i in range(8000):  # and again: nothing old comes back
+            table.set(b"fill%d" % i, b"y" * 1000)
+        with DerefScope() as scope:
+            still_gone = table.get(scope, b"target")
+        return now, gone, still_gone
+
+    assert with_runtime(far_node, 4 * MiB, main) == (b"new" * 10, None, None)
+
+
+def test_expired_items_are_misses_here_and_far(far_node):
+    def main(mgr):
+        now = time.time()
+        table = RemHashTable(mgr)
+        table.set(b"short", b"s" * 100, exptime=int(now) + 1)
+        table.set(b"long", b"l" * 100, exptime=int(now) + 3600)
+        for i in range(6000):
+            table.set(b"fill%d" % i, b"x" * 1000)
+        H.sleep(2.1)
+        with DerefScope() as scope:
+            short = table.get(scope, b"short")
+            long = table.get(scope, b"long")
+        return short, bytes(long.value) if long else None
+
+    assert with_runtime(far_node, 4 * MiB, main) == (None, b"l" * 100)
+
+
+def test_large_values_are_served_non_temporally(far_node):
+    def main(mgr):
+        table = RemHashTable(mgr, nt_threshold=100_000)
+        table.set(b"big", b"B" * 200_000)
+        table.set(b"small", b"s" * 1000)
+        for i in range(6000):
+            table.set(b"fill%d" % i, b"x" * 1000)
+        with DerefScope() as scope:
+            big = table.get(scope, b"big")
+            small = table.get(scope, b"small")
+            ok = bytes(big.value) == b"B" * 200_000 and bytes(small.value) == b"s" * 1000
+        return ok, b"big" in table.index, b"small" in table.index, table.stats["nt_reads"]
+
+    assert with_runtime(far_node, 4 * MiB, main) == (True, False, True, 1)
+
+
+def test_without_a_far_node_cold_items_are_evicted():
+    def main():
+        mgr = Manager(4 * MiB)
+        mgr.start()
+        table = RemHashTable(mgr)
+        for i in range(20_000):
+            table.set(b"k%d" % i, b"v" * 1000)
+            assert mgr.heap.used_bytes <= mgr.heap.budget_bytes
+        with DerefScope() as scope:
+            recent = table.get(scope, b"k19999")
+            old = table.get(scope, b"k0")
+        return bytes(recent.value), old, table.stats["evictions"]
+
+    recent, old, evictions = H.run(main)
+    assert recent == b"v" * 1000 and old is None and evictions > 15_000
+
+
+def test_far_node_down_gives_errors_not_wrong_values(far_node):
+    def main(mgr):
+        table = RemHashTable(mgr)
+        for i in range(6000):
+            table.set(b"k%d" % i, b"%d" % i * 100)
+        far_keys = [b"k%d" % i for i in range(6000) if b"k%d" % i not in table.index][:50]
+        far_node.kill()
+        outcomes = []
+        for k in far_keys:
+            try:
+                with DerefScope() as scope:
+                    item = table.get(scope, k)
+                outcomes.append(
+                    "miss" if item is None else bytes(item.value) == b"%s" % k[1:] * 100
+                )
+            except (FarUnavailable, FarTimeout):
+                outcomes.append("error")
+        far_node.start()
+        assert mgr.far.wait_ready(10)
+        with DerefScope() as scope:
+            after = [table.get(scope, k) for k in far_keys]  # the node lost them: misses
+        table.set(b"fresh", b"f" * 100)
+        for i in range(6000):
+            table.set(b"again%d" % i, b"a" * 1000)
+        with DerefScope() as scope:
+            fresh = table.get(scope, b"fresh")
+        return outcomes, after, bytes(fresh.value)
+
+    outcomes, after, fresh = with_runtime(far_node, 4 * MiB, main, timeout=1.0)
+    assert set(outcomes) <= {"error", "miss"}  # never a wrong value
+    assert after == [None] * len(after)
+    assert fresh == b"f" * 100
