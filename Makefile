@@ -32,9 +32,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m loadtest.bench_protocol
 
-run:
-	@echo "kvcache server not built yet: see issue 4 (kvcache server); protocol/ is available" >&2
-	@exit 1
+run: $(STAMP)
+	$(BIN)/python -m kvcache -p 11211 -l 127.0.0.1
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

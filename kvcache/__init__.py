@@ -1,6 +1,9 @@
 """The memcached server: one dispatcher (request -> response) over a RemHashTable.
 
-Will hold the server loop, CLI, stats and config (DESIGN.md section 1).
+    config      command-line settings      app      wiring, signals, embedded far node
+    server      connections on the hub     dispatcher  one method per command
+    stats       memcached's stats groups   errors   exceptions -> reply lines
+
 Imports `protocol` and `runtime`; nothing imports it back.
 """
 

@@ -5,7 +5,7 @@
     keys:  list slot -> key          to name a slot's item when it leaves
     filter: CuckooFilter             keys that may be far (~2 B per far key)
 
-    item object in the heap: <I flags><I exptime><Q cas><H nkey> key value
+    item object in the heap: <I flags><I exptime><Q cas><I atime><H nkey><B state>x key value
 
 - Cold items leave local memory entirely, key and value; a miss on a key
   that was never stored is answered by the filter, with no round trip.
@@ -35,8 +35,10 @@ from protocol.far import (
     DsType,
     Op,
     Status,
+    decode_compute_reply,
     decode_item,
     encode_compute,
+    encode_compute_args,
     encode_name,
     encode_write,
 )
@@ -63,10 +65,17 @@ if TYPE_CHECKING:
     from runtime.manager import Manager
     from runtime.scope import DerefScope
 
-__all__ = ["ITEM_HEADER", "Item", "RemHashTable"]
+__all__ = ["FETCHED", "ITEM_HEADER", "STALE", "TOKEN_SENT", "Item", "RemHashTable"]
 
-ITEM_HEADER = struct.Struct("<IIQH")  # flags, exptime, cas, key length
-_HDR = ITEM_HEADER.size  # 18
+ITEM_HEADER = struct.Struct("<IIQIHBx")  # flags, exptime, cas, atime, key length, state
+_HDR = ITEM_HEADER.size  # 24
+_EXPTIME = struct.Struct("<I")  # at offset 4
+_CAS = struct.Struct("<Q")  # at offset 8
+_ATIME = struct.Struct("<I")  # at offset 16
+_STATE = 22  # offset of the state byte
+FETCHED = 1  # state: read since stored (mg h)
+STALE = 2  # state: invalidated by md I / ms I (mg X)
+TOKEN_SENT = 4  # state: a client won the recache token (mg W then Z)
 _HOT_MASK = HOT_MAX << HOT_SHIFT
 _HOT_SET = HOT_DEREF << HOT_SHIFT
 _NOT_HOT = ~_HOT_MASK
@@ -75,14 +84,31 @@ _NOT_HOT = ~_HOT_MASK
 class Item:
     """A found item: its fields and a view of its value (valid in the scope)."""
 
-    __slots__ = ("key", "flags", "exptime", "cas", "value")
+    __slots__ = ("key", "flags", "exptime", "cas", "value", "atime", "state", "slot", "seg", "off")
 
-    def __init__(self, key: bytes, flags: int, exptime: int, cas: int, value: memoryview):
+    def __init__(
+        self,
+        key: bytes,
+        flags: int,
+        exptime: int,
+        cas: int,
+        value: memoryview,
+        atime: int = 0,
+        state: int = 0,
+        slot: int = -1,
+        seg: Any = None,
+        off: int = 0,
+    ):
         self.key = key
         self.flags = flags  # uint32 client flags
         self.exptime = exptime  # absolute unix seconds, 0 = never
         self.cas = cas  # uint64
         self.value = value  # read-only view of the value bytes
+        self.atime = atime  # unix seconds of the last access before this one
+        self.state = state  # FETCHED | STALE | TOKEN_SENT as of the lookup
+        self.slot = slot  # -1: not resident (a non-temporal far read)
+        self.seg = seg  # the heap segment holding it (resident items)
+        self.off = off  # its payload offset there
 
     def __repr__(self) -> str:
         return f"Item({self.key!r}, flags={self.flags}, exptime={self.exptime}, cas={self.cas})"
@@ -168,9 +194,10 @@ class RemHashTable(Remoteable):
         seg.pins += 1
         scope._pins.append(seg)
         off = w & OFF_MASK
-        flags, exptime, cas, nkey = ITEM_HEADER.unpack_from(seg.buf, off)
+        flags, exptime, cas, atime, nkey, state = ITEM_HEADER.unpack_from(seg.buf, off)
         size = self.heap.payload_size(seg.id, off)
-        return Item(key, flags, exptime, cas, seg.rview[off + _HDR + nkey : off + size])
+        value = seg.rview[off + _HDR + nkey : off + size]
+        return Item(key, flags, exptime, cas, value, atime, state, slot, seg, off)
 
     def _expired(self, exptime: int) -> bool:
         return exptime != 0 and exptime <= self.clock()
@@ -335,7 +362,7 @@ class RemHashTable(Remoteable):
         if forget_far:
             self._forget_far(key)
         buf = self.heap.segments[seg_id].buf
-        ITEM_HEADER.pack_into(buf, off, flags, exptime, cas, len(key))
+        ITEM_HEADER.pack_into(buf, off, flags, exptime, cas, int(self.clock()), len(key), 0)
         kend = off + _HDR + len(key)
         buf[off + _HDR : kend] = key
         buf[kend : kend + len(value)] = value
@@ -383,6 +410,21 @@ class RemHashTable(Remoteable):
         self._forget_far(key)
         return found or maybe_far
 
+    def delete_far(self, key: bytes) -> bool:
+        """Remove a non-resident key's far copy and learn if it was there. May park."""
+        _hub.check_can_park()
+        far = self.manager.far
+        if far is None or not far.available:
+            raise FarUnavailable("far node unavailable")
+        fetch = self._fetches.get(key)
+        if fetch is not None:
+            fetch.stale = True
+        ds = self._far_ds()
+        self.filter.discard(key)
+        self.stats["far_removes"] += 1
+        status, _ = far.call(Op.REMOVE, ds, encode_name(key))
+        return status == Status.OK
+
     def clear(self) -> None:
         """Forget every item, here and on the far node (flush_all)."""
         for slot in list(self.index.values()):
@@ -394,6 +436,60 @@ class RemHashTable(Remoteable):
         st = self.far_ds
         if far is not None and st is not None and st.ds and far.available:
             far.submit(Op.COMPUTE, st.ds, encode_compute("clear", b""), _ignore)
+
+    # -- in-place changes of a resident item (memcached's touch, meta flags) ----------
+
+    def _changed(self, item: Item) -> None:
+        """The item differs from any far copy now: drop that copy, mark it dirty."""
+        w = self.words[item.slot]
+        if w & FAR:
+            self._forget_far(item.key)
+            w &= ~FAR
+        self.words[item.slot] = w | DIRTY
+
+    def set_exptime(self, item: Item, exptime: int) -> None:
+        """Give a resident item a new exptime (touch, gat, T flags)."""
+        _EXPTIME.pack_into(item.seg.buf, item.off + 4, exptime)
+        item.exptime = exptime
+        self._changed(item)
+
+    def set_cas(self, item: Item, cas: int) -> None:
+        """Give a resident item a new cas unique (md I, E flags)."""
+        _CAS.pack_into(item.seg.buf, item.off + 8, cas)
+        item.cas = cas
+        self._changed(item)
+
+    def set_state(self, item: Item, state: int, atime: int | None = None) -> None:
+        """Record a resident item's FETCHED/STALE/TOKEN_SENT bits and access time.
+
+        Local bookkeeping only: it does not dirty the item (the far node keeps
+        no such state).
+        """
+        buf = item.seg.buf
+        if atime is not None:
+            _ATIME.pack_into(buf, item.off + 16, atime)
+        buf[item.off + _STATE] = state
+
+    def offload(self, key: bytes, op: str, *fields: int, data: bytes = b"") -> tuple:
+        """Run a remote-agent op on the far copy of `key`: (status, fields, data). May park.
+
+        Only for keys that are not resident; the caller updates the filter on
+        NOT_FOUND (the far copy is gone).
+        """
+        _hub.check_can_park()
+        far = self.manager.far
+        if far is None or not far.available:
+            raise FarUnavailable("far node unavailable")
+        self.manager.counters["offloads"] += 1
+        body = encode_compute(op, key, encode_compute_args(op, *fields, data=data))
+        status, rbody = far.call(Op.COMPUTE, self._far_ds(), body)
+        if status == Status.NOT_FOUND:
+            self.filter.discard(key)
+            return status, (), b""
+        if status in (Status.OK,):
+            rfields, rdata = decode_compute_reply(op, rbody)
+            return status, rfields, rdata
+        return status, (), rbody
 
     # -- evacuation handler ---------------------------------------------------------
 
@@ -416,7 +512,7 @@ class RemHashTable(Remoteable):
         st = self.far_ds
         if st is None or not st.ds:
             return None
-        flags, exptime, cas, nkey = ITEM_HEADER.unpack_from(data, 0)
+        flags, exptime, cas, _atime, nkey, _state = ITEM_HEADER.unpack_from(data, 0)
         key = bytes(data[_HDR : _HDR + nkey])
         value = bytes(data[_HDR + nkey :])
         self.manager.counters["far_writes"] += 1

@@ -1,0 +1,96 @@
+"""Command-line settings of the kvcache server.
+
+    kvcache [-p 11211] [-l 127.0.0.1] [-m MB] [-I SIZE] [-c CONNS]
+            [--far HOST:PORT | none] [--far-memory MB] [--nt-threshold SIZE]
+            [--far-timeout SECONDS] [--secret-file F] [-A] [-v]
+
+Without --far an embedded far node is started as a child process on an
+ephemeral loopback port (and stopped on exit); `--far none` runs local only:
+cold items are evicted, as memcached evicts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+__all__ = ["Settings", "parse_args", "parse_size"]
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '1048576', '512k', '1m', '2g' (memcached's -I syntax)."""
+    t = text.strip().lower()
+    unit = t[-1] if t and t[-1] in _UNITS else ""
+    number = t[:-1] if unit else t
+    try:
+        value = int(number) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
+    return value
+
+
+def _far(text: str) -> str:
+    if text == "none":
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"--far takes HOST:PORT or none, not {text!r}")
+    return text
+
+
+@dataclass
+class Settings:
+    """What the server runs with."""
+
+    port: int = 11211
+    listen: str = "127.0.0.1"
+    memory_mb: int = 64  # local heap budget
+    item_size_max: int = 1 << 20  # bytes, -I
+    max_connections: int = 1024
+    far: str | None = None  # HOST:PORT, "none", or None: start an embedded node
+    far_memory_mb: int = 1024  # the embedded node's -m
+    nt_threshold: int | None = None  # values this big are read non-temporally
+    far_timeout: float = 2.0  # seconds a far request may take
+    secret_file: str | None = None
+    enable_shutdown: bool = False  # -A: allow the shutdown command
+    verbose: int = 0
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    """Settings from the command line."""
+    ap = argparse.ArgumentParser(
+        prog="kvcache", description="memcached-compatible far-memory cache"
+    )
+    ap.add_argument("-p", "--port", type=int, default=11211, help="TCP port (default 11211)")
+    ap.add_argument("-l", "--listen", default="127.0.0.1", help="address (default 127.0.0.1)")
+    ap.add_argument("-m", "--memory-limit", type=int, default=64, help="local heap MB (default 64)")
+    ap.add_argument("-I", "--max-item-size", type=parse_size, default=1 << 20, help="e.g. 1m")
+    ap.add_argument("-c", "--conn-limit", type=int, default=1024, help="max connections")
+    ap.add_argument("--far", type=_far, default=None, help="far node HOST:PORT, or none")
+    ap.add_argument("--far-memory", type=int, default=1024, help="embedded far node MB")
+    ap.add_argument("--nt-threshold", type=parse_size, default=None, help="non-temporal size")
+    ap.add_argument("--far-timeout", type=float, default=2.0, help="far request timeout, s")
+    ap.add_argument("--secret-file", default=None, help="far node shared secret file")
+    ap.add_argument("-A", "--enable-shutdown", action="store_true", help="allow `shutdown`")
+    ap.add_argument("-v", "--verbose", action="count", default=0)
+    a = ap.parse_args(argv)
+    if a.memory_limit < 3:
+        ap.error("-m must be at least 3 (MB: three 1 MiB segments)")
+    return Settings(
+        port=a.port,
+        listen=a.listen,
+        memory_mb=a.memory_limit,
+        item_size_max=a.max_item_size,
+        max_connections=a.conn_limit,
+        far=a.far,
+        far_memory_mb=a.far_memory,
+        nt_threshold=a.nt_threshold,
+        far_timeout=a.far_timeout,
+        secret_file=a.secret_file,
+        enable_shutdown=a.enable_shutdown,
+        verbose=a.verbose,
+    )

@@ -1,0 +1,649 @@
+"""The one place protocol meets storage: request event -> reply bytes.
+
+One method per memcached command (memcached's process_<cmd>_command, pelikan's
+Execute), found by `Dispatcher.handlers[req.cmd]`. Every method appends its
+reply to `out` and may park (a far fetch, an allocation waiting for room);
+from the hub such a park raises WouldPark *before* the method changed
+anything, so the server re-runs the request in a pooled greenlet.
+
+Semantics are memcached 1.6's: exptime 0 = never, <= 30 days relative,
+larger = absolute unix time, negative = already expired; cas uniques from one
+counter; incr wraps at 2^64, decr floors at 0 and, like memcached, pads a
+shorter result with spaces to the old length; flush_all [delay]. Items that
+are far are read back through the RemHashTable; touch, cas, append, prepend,
+incr, decr and delete of a far item run at the far node (AIFM's remote agent).
+When the far node is down, far items read as misses (get, mg); verbs that
+need a far item answer as if it were missing (NOT_FOUND / NOT_STORED / NF).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from protocol import ClientError
+from protocol.far import Status
+from protocol.memcache import (
+    DELETED,
+    END,
+    EXISTS,
+    MEMLIMIT_TOO_LARGE,
+    MEMLIMIT_TOO_SMALL,
+    MN,
+    NOT_FOUND,
+    NOT_STORED,
+    OK,
+    SHUTDOWN_DISABLED,
+    STORED,
+    TOUCHED,
+    ItemInfo,
+    compose_ma,
+    compose_md,
+    compose_me,
+    compose_mg_hit,
+    compose_miss,
+    compose_ms,
+    compose_number,
+    compose_version,
+    value_header,
+)
+from protocol.memcache.numbers import strtoull64
+from runtime.errors import FarMemoryError
+from runtime.hashtable import FETCHED, STALE, TOKEN_SENT, Item, RemHashTable
+from runtime.scope import DerefScope
+
+__all__ = ["VERSION", "Dispatcher", "absolute_exptime"]
+
+VERSION = "1.6.18-kvcache-0.1.0"
+MONTH = 60 * 60 * 24 * 30  # exptimes above this are absolute unix times
+_U64 = 1 << 64
+_EXPIRED = 1  # an absolute exptime long past
+
+
+def absolute_exptime(raw: int, now: int) -> int:
+    """memcached's exptime rules: 0 never, <= 30 days relative, else absolute; < 0 expired."""
+    if raw == 0:
+        return 0
+    if raw < 0:
+        return _EXPIRED
+    if raw <= MONTH:
+        return now + raw
+    return raw if raw > now else _EXPIRED
+
+
+class Dispatcher:
+    """Executes parsed requests against a RemHashTable, memcached-style."""
+
+    def __init__(
+        self,
+        table: RemHashTable,
+        *,
+        item_size_max: int = 1 << 20,
+        stats: Callable[[], list[tuple[str, Any]]] | None = None,
+        on_shutdown: Callable[[bool], None] | None = None,
+        on_memlimit: Callable[[int], bool] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.table = table
+        self.item_size_max = item_size_max
+        self.clock = clock
+        self.stats_source = stats  # extra stats (server, far) for `stats`
+        self.on_shutdown = on_shutdown  # None: "ERROR: shutdown not enabled"
+        self.on_memlimit = on_memlimit  # cache_memlimit MB -> adjusted?
+        self.verbosity = 0
+        self.version_string = VERSION
+        self.settings_source: Callable[[], list[tuple[str, Any]]] | None = None
+        self.far_stats: Any = None  # kvcache.stats.FarNodeStats, when there is a far node
+        self._cas = 0
+        self._flush_timer: Any = None
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.handlers: dict[str, Callable[[Any, DerefScope, list], None]] = {
+            "get": self.get,
+            "gets": self.get,
+            "gat": self.get,
+            "gats": self.get,
+            "set": self.store,
+            "add": self.store,
+            "replace": self.store,
+            "append": self.store,
+            "prepend": self.store,
+            "cas": self.store,
+            "delete": self.delete,
+            "incr": self.arith,
+            "decr": self.arith,
+            "touch": self.touch,
+            "flush_all": self.flush_all,
+            "stats": self.stats,
+            "version": self.version,
+            "verbosity": self.verbosity_cmd,
+            "quit": self.nothing,
+            "shutdown": self.shutdown,
+            "cache_memlimit": self.cache_memlimit,
+            "mg": self.mg,
+            "ms": self.ms,
+            "md": self.md,
+            "ma": self.ma,
+            "me": self.me,
+            "mn": self.mn,
+        }
+
+    # -- helpers -------------------------------------------------------------------
+
+    def next_cas(self) -> int:
+        """A fresh cas unique."""
+        self._cas += 1
+        return self._cas
+
+    def now(self) -> int:
+        """The server's unix time in seconds."""
+        return int(self.clock())
+
+    def _lookup(self, scope: DerefScope, key: bytes) -> Item | None:
+        """The live item under `key`, from far if need be; far trouble reads as a miss."""
+        try:
+            return self.table.get(scope, key)
+        except FarMemoryError:
+            self.counters["far_errors"] += 1
+            return None
+
+    def _far_op(self, key: bytes, op: str, *fields: int, data: bytes = b"") -> tuple:
+        """An offloaded op on a far item; (None, ...) if the node is unreachable."""
+        self.counters["offloads"] += 1
+        try:
+            return self.table.offload(key, op, *fields, data=data)
+        except FarMemoryError:
+            self.counters["far_errors"] += 1
+            return None, (), b""
+
+    def _is_far(self, key: bytes) -> bool:
+        return key not in self.table.index and self.table.may_be_far(key)
+
+    # -- retrieval -------------------------------------------------------------------
+
+    def get(self, req: Any, scope: DerefScope, out: list) -> None:
+        """get / gets / gat / gats: every far fetch is sent before one park."""
+        keys = req.keys
+        try:
+            items = self.table.get_many(scope, keys)
+        except FarMemoryError:
+            self.counters["far_errors"] += 1
+            items = [self.table.peek(scope, k) for k in keys]
+        touch = req.exptime is not None
+        exptime = absolute_exptime(req.exptime, self.now()) if touch else 0
+        c = self.counters
+        for key, item in zip(keys, items, strict=True):
+            if item is None:
+                c["touch_misses" if touch else "get_misses"] += 1
+                if touch:
+                    c["cmd_touch"] += 1
+                else:
+                    c["cmd_get"] += 1
+                continue
+            if touch:
+                c["cmd_touch"] += 1
+                c["touch_hits"] += 1
+                self._set_exptime(item, exptime)
+                if exptime == _EXPIRED:
+                    continue
+            else:
+                c["cmd_get"] += 1
+                c["get_hits"] += 1
+            self._accessed(item)
+            value = item.value
+            out.append(value_header(key, item.flags, len(value), item.cas if req.cas else None))
+            out.append(value)
+            out.append(b"\r\n")
+        out.append(END)
+
+    def _accessed(self, item: Item) -> None:
+        if item.slot >= 0:
+            self.table.set_state(item, item.state | FETCHED, self.now())
+
+    def _set_exptime(self, item: Item, exptime: int) -> None:
+        if exptime == _EXPIRED:
+            self.table.delete(item.key)
+        elif item.slot >= 0:
+            self.table.set_exptime(item, exptime)
+        else:
+            self._far_op(item.key, "touch", exptime)
+
+    # -- storage ---------------------------------------------------------------------
+
+    def store(self, req: Any, scope: DerefScope, out: list) -> None:
+        """set / add / replace / append / prepend / cas."""
+        self.counters["cmd_set"] += 1
+        code = self._store(
+            req.cmd, scope, req.key, req.value, req.flags, req.exptime, req.cas_unique
+        )
+        if not req.noreply:
+            out.append(code)
+
+    def _store(
+        self,
+        mode: str,
+        scope: DerefScope,
+        key: bytes,
+        value: bytes,
+        flags: int,
+        raw_exptime: int,
+        cas_unique: int | None,
+        new_cas: int | None = None,
+    ) -> bytes:
+        """One storage operation; its classic reply line."""
+        table = self.table
+        exptime = absolute_exptime(raw_exptime, self.now())
+        if mode == "set":
+            return self._put(key, value, flags, exptime, new_cas)
+        if mode in ("append", "prepend") and self._is_far(key):
+            status, fields, _ = self._far_op(key, mode, new_cas or self.next_cas(), data=value)
+            return STORED if status == Status.OK else NOT_STORED
+        if mode == "cas" and self._is_far(key):
+            cas = new_cas or self.next_cas()
+            status, _, _ = self._far_op(key, "cas", cas_unique, flags, exptime, cas, data=value)
+            if status == Status.OK:
+                self.counters["cas_hits"] += 1
+                return STORED
+            if status == Status.EXISTS:
+                self.counters["cas_badval"] += 1
+                return EXISTS
+            self.counters["cas_misses"] += 1
+            return NOT_FOUND
+        item = self._lookup(scope, key)
+        if mode == "add":
+            return (
+                NOT_STORED if item is not None else self._put(key, value, flags, exptime, new_cas)
+            )
+        if mode == "replace":
+            return (
+                self._put(key, value, flags, exptime, new_cas) if item is not None else NOT_STORED
+            )
+        if mode == "cas":
+            if item is None:
+                self.counters["cas_misses"] += 1
+                return NOT_FOUND
+            if item.cas != cas_unique:
+                self.counters["cas_badval"] += 1
+                return EXISTS
+            self.counters["cas_hits"] += 1
+            return self._put(key, value, flags, exptime, new_cas)
+        if item is None:  # append / prepend
+            return NOT_STORED
+        old = bytes(item.value)
+        joined = old + value if mode == "append" else value + old
+        if 56 + len(key) + 3 + len(joined) + (4 if item.flags else 0) > self.item_size_max:
+            return NOT_STORED
+        table.set(key, joined, item.flags, item.exptime, new_cas or self.next_cas())
+        return STORED
+
+    def _put(self, key: bytes, value: bytes, flags: int, exptime: int, cas: int | None) -> bytes:
+        if exptime == _EXPIRED:
+            self.table.delete(key)  # stored already expired: invisible at once
+        else:
+            self.table.set(key, value, flags, exptime, cas or self.next_cas())
+            self.counters["total_items"] += 1
+        return STORED
+
+    # -- delete, arithmetic, touch ------------------------------------------------------
+
+    def delete(self, req: Any, scope: DerefScope, out: list) -> None:
+        """delete <key>."""
+        found = self._delete(req.key)
+        self.counters["delete_hits" if found else "delete_misses"] += 1
+        if not req.noreply:
+            out.append(DELETED if found else NOT_FOUND)
+
+    def _delete(self, key: bytes) -> bool:
+        table = self.table
+        if key in table.index:
+            item = table.peek(DerefScope(), key)
+            table.delete(key)
+            return item is not None
+        if table.may_be_far(key):
+            try:
+                return table.delete_far(key)
+            except FarMemoryError:
+                self.counters["far_errors"] += 1
+                return False
+        return False
+
+    def arith(self, req: Any, scope: DerefScope, out: list) -> None:
+        """incr / decr <key> <delta>."""
+        incr = req.cmd == "incr"
+        try:
+            result = self._arith(scope, req.key, incr, req.delta, None)
+        except ClientError as exc:
+            exc.noreply = req.noreply  # memcached silences even this line under noreply
+            raise
+        name = "incr" if incr else "decr"
+        if result is None:
+            self.counters[name + "_misses"] += 1
+            if not req.noreply:
+                out.append(NOT_FOUND)
+            return
+        self.counters[name + "_hits"] += 1
+        if not req.noreply:
+            out.append(compose_number(result[0]))
+
+    def _arith(
+        self, scope: DerefScope, key: bytes, incr: bool, delta: int, compare: int | None
+    ) -> tuple[int, int, Item | None] | None:
+        """(new value, new cas, item) or None if missing; raises on non-numeric / EX."""
+        if self._is_far(key) and compare is None:
+            status, fields, _ = self._far_op(
+                key, "incr" if incr else "decr", delta, self.next_cas()
+            )
+            if status == Status.OK:
+                return fields[0], fields[1], None
+            if status == Status.NON_NUMERIC:
+                raise ClientError("cannot increment or decrement non-numeric value")
+            return None
+        item = self._lookup(scope, key)
+        if item is None:
+            return None
+        if compare is not None and item.cas != compare:
+            raise _CasMismatch()
+        old = bytes(item.value)
+        current = strtoull64(old) if old else None
+        if current is None:
+            raise ClientError("cannot increment or decrement non-numeric value")
+        value = (current + delta) % _U64 if incr else max(current - delta, 0)
+        digits = b"%d" % value
+        if len(digits) < len(old):
+            digits = digits.ljust(len(old))  # memcached rewrites in place, space-padded
+        cas = self.next_cas()
+        self.table.set(key, digits, item.flags, item.exptime, cas)
+        return value, cas, item
+
+    def touch(self, req: Any, scope: DerefScope, out: list) -> None:
+        """touch <key> <exptime>."""
+        exptime = absolute_exptime(req.exptime, self.now())
+        self.counters["cmd_touch"] += 1
+        if self._is_far(req.key):
+            status, _, _ = self._far_op(req.key, "touch", exptime)
+            hit = status == Status.OK
+        else:
+            item = self._lookup(scope, req.key)
+            hit = item is not None
+            if hit:
+                self._set_exptime(item, exptime)
+        self.counters["touch_hits" if hit else "touch_misses"] += 1
+        if not req.noreply:
+            out.append(TOUCHED if hit else NOT_FOUND)
+
+    # -- server-wide commands ------------------------------------------------------------
+
+    def flush_all(self, req: Any, scope: DerefScope, out: list) -> None:
+        """flush_all [delay]: invalidate every item now or at the delay."""
+        self.counters["cmd_flush"] += 1
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        now = self.now()
+        at = absolute_exptime(req.delay, now) if req.delay > 0 else 0
+        if at and at > now:
+            loop = self.table.manager.hub.loop
+            self._flush_timer = loop.call_later(at - now, self._flush_now)
+        else:
+            self._flush_now()
+        if not req.noreply:
+            out.append(OK)
+
+    def _flush_now(self) -> None:
+        self._flush_timer = None
+        self.table.clear()
+
+    def stats(self, req: Any, scope: DerefScope, out: list) -> None:
+        """stats [group]."""
+        from kvcache.stats import compose_group
+
+        out.append(compose_group(self, req.args))
+
+    def version(self, req: Any, scope: DerefScope, out: list) -> None:
+        """version."""
+        out.append(compose_version(VERSION))
+
+    def verbosity_cmd(self, req: Any, scope: DerefScope, out: list) -> None:
+        """verbosity <level>."""
+        self.verbosity = req.level
+        if not req.noreply:
+            out.append(OK)
+
+    def nothing(self, req: Any, scope: DerefScope, out: list) -> None:
+        """quit: the server closes the connection after earlier replies."""
+
+    def shutdown(self, req: Any, scope: DerefScope, out: list) -> None:
+        """shutdown [graceful], when the server allows it (-A)."""
+        if self.on_shutdown is None:
+            out.append(SHUTDOWN_DISABLED)
+            return
+        if req.graceful is None:
+            raise ClientError("invalid shutdown mode")
+        self.on_shutdown(req.graceful)
+
+    def cache_memlimit(self, req: Any, scope: DerefScope, out: list) -> None:
+        """cache_memlimit <MB>."""
+        mb = req.megabytes
+        if mb < 8:
+            line = MEMLIMIT_TOO_SMALL
+        elif mb > 1_000_000_000:
+            line = MEMLIMIT_TOO_LARGE
+        elif self.on_memlimit is not None and self.on_memlimit(mb):
+            line = OK
+        else:
+            line = b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
+        if not req.noreply:
+            out.append(line)
+
+    def reset_stats(self) -> None:
+        """stats reset."""
+        for name in self.counters:
+            self.counters[name] = 0
+
+    # -- meta commands ----------------------------------------------------------------
+
+    def mn(self, req: Any, scope: DerefScope, out: list) -> None:
+        """mn: MN once everything before it is answered."""
+        out.append(MN)
+
+    def me(self, req: Any, scope: DerefScope, out: list) -> None:
+        """me <key>: debug dump of an item's metadata."""
+        item = self._lookup(scope, req.key)
+        if item is None:
+            out.append(b"EN\r\n")
+            return
+        now = self.now()
+        exp = -1 if item.exptime == 0 else now - item.exptime
+        size = 56 + len(item.key) + 1 + len(item.value) + 2
+        out.append(
+            compose_me(
+                item.key,
+                req.binary,
+                exp=exp,
+                la=now - item.atime,
+                cas=item.cas,
+                fetched=bool(item.state & FETCHED),
+                cls=1,
+                size=size,
+            )
+        )
+
+    def _info(self, item: Item, binary: bool) -> ItemInfo:
+        now = self.now()
+        ttl = -1 if item.exptime == 0 else item.exptime - now
+        return ItemInfo(
+            item.key,
+            len(item.value),
+            item.flags,
+            item.cas,
+            ttl,
+            now - item.atime,
+            bool(item.state & FETCHED),
+            binary,
+        )
+
+    def mg(self, req: Any, scope: DerefScope, out: list) -> None:
+        """mg <key> <flags>*."""
+        c = self.counters
+        item = self._lookup(scope, req.key)
+        created = False
+        if item is None and req.vivify is not None:
+            exptime = absolute_exptime(req.vivify, self.now())
+            self.table.set(req.key, b"", 0, exptime, self.next_cas())
+            item = self.table.peek(scope, req.key)
+            created = item is not None
+        touched = req.ttl is not None
+        c["cmd_touch" if touched else "cmd_get"] += 1
+        if item is None:
+            c["touch_misses" if touched else "get_misses"] += 1
+            out.append(compose_miss(req, b"EN"))
+            return
+        c["touch_hits" if touched else "get_hits"] += 1
+        if touched:
+            self._set_exptime(item, absolute_exptime(req.ttl, self.now()))
+        state = item.state
+        won = False
+        if created:
+            won = True
+        elif (
+            req.recache is not None
+            and not state & TOKEN_SENT
+            and item.exptime != 0
+            and item.exptime < absolute_exptime(req.recache, self.now())
+        ):
+            won = True
+        token_sent = bool(state & TOKEN_SENT) and not created
+        stale = bool(state & STALE)
+        if stale and not token_sent:
+            won = True
+        info = self._info(item, req.binary)
+        if item.slot >= 0:
+            new_state = state | (TOKEN_SENT if won else 0)
+            if not req.no_update:
+                self.table.set_state(item, new_state | FETCHED, self.now())
+            elif new_state != state:
+                self.table.set_state(item, new_state)
+        out.append(compose_mg_hit(req, info, won=won, stale=stale, token_sent=token_sent))
+        if req.value:
+            out.append(item.value)
+            out.append(b"\r\n")
+
+    def ms(self, req: Any, scope: DerefScope, out: list) -> None:
+        """ms <key> <datalen> <flags>* and its data block."""
+        self.counters["cmd_set"] += 1
+        modes = {None: "set", 83: "set", 69: "add", 65: "append", 80: "prepend", 82: "replace"}
+        mode = modes[req.mode]
+        compare = req.compare_cas
+        if compare is not None and mode in ("set", "replace"):
+            mode = "cas"
+        cas = req.new_cas or self.next_cas()
+        if compare is not None and mode in ("append", "prepend", "add"):
+            item = self._lookup(scope, req.key)
+            if item is not None and item.cas != compare:
+                out.append(compose_ms(req, b"EX"))
+                return
+        raw = 0 if req.ttl is None else req.ttl
+        line = self._store(mode, scope, req.key, req.data, req.client_flags, raw, compare, cas)
+        code = {STORED: b"HD", NOT_STORED: b"NS", EXISTS: b"EX", NOT_FOUND: b"NF"}[line]
+        if code == b"EX" and req.invalidate and compare is not None:
+            item = self._lookup(scope, req.key)
+            if item is not None and compare < item.cas:  # I: an older cas stores, as stale
+                self._put(
+                    req.key, req.data, req.client_flags, absolute_exptime(raw, self.now()), cas
+                )
+                fresh = self.table.peek(scope, req.key)
+                if fresh is not None and fresh.slot >= 0:
+                    self.table.set_state(fresh, STALE)
+                code = b"HD"
+        out.append(compose_ms(req, code, cas if code == b"HD" else 0))
+
+    def md(self, req: Any, scope: DerefScope, out: list) -> None:
+        """md <key> <flags>*: delete, or with I mark stale."""
+        key = req.key
+        if req.compare_cas is not None or req.invalidate or req.remove_value:
+            item = self._lookup(scope, key)
+            if item is None:
+                self.counters["delete_misses"] += 1
+                out.append(compose_md(req, b"NF"))
+                return
+            if req.compare_cas is not None and item.cas != req.compare_cas:
+                self.counters["delete_misses"] += 1
+                out.append(compose_md(req, b"EX"))
+                return
+            if req.invalidate or req.remove_value:
+                if item.slot < 0:  # non-temporal: bring it home to change it
+                    self.table.set(key, bytes(item.value), item.flags, item.exptime, item.cas)
+                    item = self.table.peek(scope, key)
+                if req.remove_value:
+                    self.table.set(key, b"", item.flags, item.exptime, item.cas)
+                    item = self.table.peek(scope, key)
+                if req.invalidate:
+                    if req.ttl is not None:
+                        self.table.set_exptime(item, absolute_exptime(req.ttl, self.now()))
+                    self.table.set_cas(item, req.new_cas or self.next_cas())
+                    self.table.set_state(item, (item.state | STALE) & ~TOKEN_SENT)
+                out.append(compose_md(req, b"HD"))
+                return
+        found = self._delete(key)
+        self.counters["delete_hits" if found else "delete_misses"] += 1
+        out.append(compose_md(req, b"HD" if found else b"NF"))
+
+    def ma(self, req: Any, scope: DerefScope, out: list) -> None:
+        """ma <key> <flags>*: incr/decr with auto-create."""
+        incr = req.mode in (None, 73, 43)  # I, +
+        name = "incr" if incr else "decr"
+        try:
+            result = self._arith(scope, req.key, incr, req.delta, req.compare_cas)
+        except _CasMismatch:
+            out.append(compose_miss(req, b"EX"))
+            return
+        created = False
+        if result is None and req.vivify is not None:
+            exptime = absolute_exptime(req.vivify, self.now())
+            cas = self.next_cas()
+            self.table.set(req.key, b"%d" % req.initial, 0, exptime, cas)
+            result = (req.initial, cas, None)
+            created = True
+        if result is None:
+            self.counters[name + "_misses"] += 1
+            out.append(compose_miss(req, b"NF"))
+            return
+        if not created:
+            self.counters[name + "_hits"] += 1
+        value, cas, _ = result
+        item = self.table.peek(scope, req.key)
+        if req.ttl is not None and item is not None and not created:
+            self.table.set_exptime(item, absolute_exptime(req.ttl, self.now()))
+        ttl = -1
+        if item is not None and item.exptime:
+            ttl = item.exptime - self.now()
+        out.append(compose_ma(req, value, cas, ttl, created=created))
+
+
+class _CasMismatch(Exception):
+    """ma C<cas> did not match the item's cas."""
+
+
+COUNTERS = (
+    "total_items",
+    "cmd_get",
+    "cmd_set",
+    "cmd_flush",
+    "cmd_touch",
+    "get_hits",
+    "get_misses",
+    "get_expired",
+    "delete_hits",
+    "delete_misses",
+    "incr_hits",
+    "incr_misses",
+    "decr_hits",
+    "decr_misses",
+    "cas_hits",
+    "cas_misses",
+    "cas_badval",
+    "touch_hits",
+    "touch_misses",
+    "offloads",
+    "far_errors",
+)

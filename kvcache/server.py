@@ -1,0 +1,203 @@
+"""The memcached server: connections on the hub, requests through the dispatcher.
+
+    data_received (hub) -> parser.feed -> for each event: dispatcher handler
+        completes locally -> reply appended; no greenlet switch at all
+        raises WouldPark  -> (nothing changed) a pooled greenlet takes the
+                             connection over from that request until the
+                             parser runs dry, parking as it needs to
+    replies of one batch -> one transport.write
+
+A connection's requests run in order and its replies go out in order; while
+a greenlet owns a connection, newly read bytes just wait in its parser.
+Scaling past one core is several processes (DESIGN §2), never threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kvcache.errors import reply_for
+from protocol import ProtocolError
+from protocol.memcache import NEED_DATA, Parser
+from runtime import hub as _hub
+from runtime.errors import WouldPark
+from runtime.scope import DerefScope
+
+__all__ = ["Connection", "Listener"]
+
+log = logging.getLogger("kvcache.server")
+
+TOO_MANY = b"ERROR Too many open connections\r\n"
+
+
+class Listener:
+    """Connection bookkeeping for one listening server."""
+
+    def __init__(self, dispatcher: Any, hub: _hub.Hub, max_connections: int, item_size_max: int):
+        self.dispatcher = dispatcher
+        self.hub = hub
+        self.max_connections = max_connections
+        self.item_size_max = item_size_max
+        self.connections: set[Connection] = set()
+        self.total_connections = 0
+        self.rejected_connections = 0
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    def stats(self) -> list[tuple[str, Any]]:
+        """Connection and traffic counters for `stats`."""
+        return [
+            ("max_connections", self.max_connections),
+            ("curr_connections", len(self.connections)),
+            ("total_connections", self.total_connections),
+            ("rejected_connections", self.rejected_connections),
+            ("bytes_read", self.bytes_read),
+            ("bytes_written", self.bytes_written),
+        ]
+
+    def protocol(self) -> Connection:
+        """asyncio protocol factory."""
+        return Connection(self)
+
+    def busy(self) -> int:
+        """Connections with a request in progress (a greenlet owns them)."""
+        return sum(1 for c in self.connections if c.owned)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, listener: Listener):
+        self.listener = listener
+        self.dispatcher = listener.dispatcher
+        self.handlers = listener.dispatcher.handlers
+        self.parser = Parser(item_size_max=listener.item_size_max)
+        self.transport: asyncio.Transport | None = None
+        self.owned = False  # a pooled greenlet is running this connection's requests
+        self.closing = False
+
+    # -- asyncio callbacks (hub) -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        lst = self.listener
+        lst.total_connections += 1
+        if len(lst.connections) >= lst.max_connections:
+            lst.rejected_connections += 1
+            transport.write(TOO_MANY)  # type: ignore[attr-defined]
+            transport.close()
+            self.closing = True
+            return
+        lst.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.listener.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()  # the client is not reading: stop reading it
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.listener.bytes_read += len(data)
+        self.parser.feed(data)
+        if not self.owned:
+            self._serve(in_hub=True)
+
+    # -- request processing ------------------------------------------------------
+
+    def _serve(self, in_hub: bool, first: Any = None) -> None:
+        """Run every parsed request; in the hub, hand over to a greenlet on WouldPark."""
+        parser = self.parser
+        handlers = self.handlers
+        out: list = []
+        scope = DerefScope()
+        ev = first
+        try:
+            while not self.closing:
+                if ev is None:
+                    try:
+                        ev = parser.next_event()
+                    except ProtocolError as exc:
+                        out.append(reply_for(exc))
+                        if exc.close:
+                            self._finish(out, scope)
+                            self._close()
+                            return
+                        continue
+                    if ev is NEED_DATA:
+                        break
+                cmd = ev.cmd
+                handler = handlers.get(cmd)
+                if handler is None:
+                    self._special(ev, out, scope)
+                    return
+                try:
+                    handler(ev, scope, out)
+                except WouldPark:
+                    if not in_hub:
+                        raise
+                    self._finish(out, scope)
+                    self.owned = True
+                    self.listener.hub.run_in_pool(self._serve_parked, ev)
+                    return
+                except Exception as exc:
+                    line = reply_for(exc)
+                    if line is None:
+                        log.exception("bug serving %r; closing the connection", ev)
+                        self._finish(out, scope)
+                        self._close()
+                        return
+                    out.append(line)
+                if cmd == "quit":
+                    self._finish(out, scope)
+                    self._close()
+                    return
+                ev = None
+        finally:
+            if out:
+                self._finish(out, scope)
+            else:
+                scope.release()
+
+    def _serve_parked(self, ev: Any) -> None:
+        """The greenlet side: the same loop, allowed to park."""
+        try:
+            self._serve(in_hub=False, first=ev)
+        finally:
+            self.owned = False
+        if not self.closing and self.parser.buffered:
+            self.listener.hub.schedule(self._resume)  # bytes arrived while we worked
+
+    def _resume(self) -> None:
+        if not self.owned and not self.closing:
+            self._serve(in_hub=True)
+
+    def _special(self, ev: Any, out: list, scope: DerefScope) -> None:
+        if ev.cmd == "binary":
+            log.info("closing a binary-protocol connection (unsupported)")
+        self._finish(out, scope)
+        self._close()
+
+    def _finish(self, out: list, scope: DerefScope) -> None:
+        """Write a batch of replies at once, then release the scope its values came from."""
+        if out and self.transport is not None and not self.transport.is_closing():
+            data = b"".join(out)
+            self.listener.bytes_written += len(data)
+            self.transport.write(data)
+        out.clear()
+        scope.release()
+
+    def _close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
