@@ -59,6 +59,12 @@ VERSION = "1.6.18-kvcache-0.1.0"
 MONTH = 60 * 60 * 24 * 30  # exptimes above this are absolute unix times
 _U64 = 1 << 64
 _EXPIRED = 1  # an absolute exptime long past
+# A state bit of our own in the item's state byte: ms stored the item under a
+# base64 (b) key, so mg k and me return it base64 (memcached 1.6.18's
+# ITEM_KEY_BINARY; its mg N / ma N vivify items without it).
+# TODO: runtime/hashtable.py should own this bit and carry it with far
+# copies; an item that went far and came back forgets it.
+KEY_BINARY = 8
 
 
 def absolute_exptime(raw: int, now: int) -> int:
@@ -97,6 +103,8 @@ class Dispatcher:
         self.far_stats: Any = None  # kvcache.stats.FarNodeStats, when there is a far node
         self._cas = 0
         self._flush_timer: Any = None
+        self.detail_on = False  # `stats detail on|off`
+        self.detail: dict[bytes, list[int]] = {}  # key prefix -> [get, hit, set, del]
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.handlers: dict[str, Callable[[Any, DerefScope, list], None]] = {
             "get": self.get,
@@ -174,6 +182,7 @@ class Dispatcher:
         c = self.counters
         for key, item in zip(keys, items, strict=True):
             if item is None:
+                self._record_get(key, False)
                 c["touch_misses" if touch else "get_misses"] += 1
                 if touch:
                     c["cmd_touch"] += 1
@@ -183,18 +192,37 @@ class Dispatcher:
             if touch:
                 c["cmd_touch"] += 1
                 c["touch_hits"] += 1
-                self._set_exptime(item, exptime)
-                if exptime == _EXPIRED:
-                    continue
             else:
                 c["cmd_get"] += 1
                 c["get_hits"] += 1
-            self._accessed(item)
-            value = item.value
+            self._record_get(key, True)
+            if exptime == _EXPIRED:  # like memcached: returned, then gone
+                value = bytes(item.value)
+                self._set_exptime(item, exptime)
+            else:
+                if touch:
+                    self._set_exptime(item, exptime)
+                self._accessed(item)
+                value = item.value
             out.append(value_header(key, item.flags, len(value), item.cas if req.cas else None))
             out.append(value)
             out.append(b"\r\n")
         out.append(END)
+
+    def _record_get(self, key: bytes, hit: bool) -> None:
+        """`stats detail on`: count a get of `key` under its prefix."""
+        if self.detail_on:
+            row = self._prefix_row(key)
+            if row is not None:
+                row[0] += 1
+                row[1] += hit
+
+    def _prefix_row(self, key: bytes) -> list[int] | None:
+        """The [get, hit, set, del] counters of key's prefix (before ':'), or None."""
+        cut = key.find(b":")
+        if cut < 0:
+            return None
+        return self.detail.setdefault(key[:cut], [0, 0, 0, 0])
 
     def _accessed(self, item: Item) -> None:
         if item.slot >= 0:
@@ -213,6 +241,10 @@ class Dispatcher:
     def store(self, req: Any, scope: DerefScope, out: list) -> None:
         """set / add / replace / append / prepend / cas."""
         self.counters["cmd_set"] += 1
+        if self.detail_on:
+            row = self._prefix_row(req.key)
+            if row is not None:
+                row[2] += 1
         code = self._store(
             req.cmd, scope, req.key, req.value, req.flags, req.exptime, req.cas_unique
         )
@@ -288,6 +320,10 @@ class Dispatcher:
 
     def delete(self, req: Any, scope: DerefScope, out: list) -> None:
         """delete <key>."""
+        if self.detail_on:
+            row = self._prefix_row(req.key)
+            if row is not None:
+                row[3] += 1
         found = self._delete(req.key)
         self.counters["delete_hits" if found else "delete_misses"] += 1
         if not req.noreply:
@@ -439,6 +475,7 @@ class Dispatcher:
         """stats reset."""
         for name in self.counters:
             self.counters[name] = 0
+        self.detail.clear()
 
     # -- meta commands ----------------------------------------------------------------
 
@@ -453,12 +490,13 @@ class Dispatcher:
             out.append(b"EN\r\n")
             return
         now = self.now()
+        # memcached 1.6.18 prints current_time - exptime: negative while alive
         exp = -1 if item.exptime == 0 else now - item.exptime
         size = 56 + len(item.key) + 1 + len(item.value) + 2
         out.append(
             compose_me(
                 item.key,
-                req.binary,
+                bool(item.state & KEY_BINARY),
                 exp=exp,
                 la=now - item.atime,
                 cas=item.cas,
@@ -499,8 +537,12 @@ class Dispatcher:
             out.append(compose_miss(req, b"EN"))
             return
         c["touch_hits" if touched else "get_hits"] += 1
+        value = item.value
         if touched:
-            self._set_exptime(item, absolute_exptime(req.ttl, self.now()))
+            exptime = absolute_exptime(req.ttl, self.now())
+            if exptime == _EXPIRED:
+                value = bytes(value)  # returned, then gone
+            self._set_exptime(item, exptime)
         state = item.state
         won = False
         if created:
@@ -516,8 +558,8 @@ class Dispatcher:
         stale = bool(state & STALE)
         if stale and not token_sent:
             won = True
-        info = self._info(item, req.binary)
-        if item.slot >= 0:
+        info = self._info(item, bool(state & KEY_BINARY))
+        if item.slot >= 0 and self.table.index.get(req.key) == item.slot:
             new_state = state | (TOKEN_SENT if won else 0)
             if not req.no_update:
                 self.table.set_state(item, new_state | FETCHED, self.now())
@@ -525,7 +567,7 @@ class Dispatcher:
                 self.table.set_state(item, new_state)
         out.append(compose_mg_hit(req, info, won=won, stale=stale, token_sent=token_sent))
         if req.value:
-            out.append(item.value)
+            out.append(value)
             out.append(b"\r\n")
 
     def ms(self, req: Any, scope: DerefScope, out: list) -> None:
@@ -555,7 +597,15 @@ class Dispatcher:
                 if fresh is not None and fresh.slot >= 0:
                     self.table.set_state(fresh, STALE)
                 code = b"HD"
+        if code == b"HD" and req.binary:
+            self._mark_binary(scope, req.key)
         out.append(compose_ms(req, code, cas if code == b"HD" else 0))
+
+    def _mark_binary(self, scope: DerefScope, key: bytes) -> None:
+        """The resident item under `key` was created with a base64 (b) key."""
+        item = self.table.peek(scope, key)
+        if item is not None and item.slot >= 0:
+            self.table.set_state(item, item.state | KEY_BINARY)
 
     def md(self, req: Any, scope: DerefScope, out: list) -> None:
         """md <key> <flags>*: delete, or with I mark stale."""
@@ -593,7 +643,8 @@ class Dispatcher:
         incr = req.mode in (None, 73, 43)  # I, +
         name = "incr" if incr else "decr"
         try:
-            result = self._arith(scope, req.key, incr, req.delta, req.compare_cas)
+            # C0 compares nothing (memcached's do_add_delta skips a cas of 0)
+            result = self._arith(scope, req.key, incr, req.delta, req.compare_cas or None)
         except _CasMismatch:
             out.append(compose_miss(req, b"EX"))
             return

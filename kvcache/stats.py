@@ -5,7 +5,10 @@
     stats items      per-"slab class" item stats (kvcache has one class: 1)
     stats slabs      per-class memory stats (the local heap as class 1)
     stats far        far-memory detail: heap, evacuator, far client, node
-    stats reset      RESET
+    stats sizes      `STAT sizes_status disabled` (as memcached by default)
+    stats detail on|off|dump   per-prefix (before ':') get/hit/set/del counts
+    stats cachedump <class> <limit>   resident items of class 1
+    stats reset      RESET (counters and prefix stats)
 
 Values that need the far node (its bytes and items) come from its STATS,
 fetched in the background at most once a second, so `stats` never parks.
@@ -20,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import ClientError, CommandError
 from protocol.far import Op, Status, decode_stats_reply
-from protocol.memcache import RESET, compose_stats
+from protocol.memcache import END, OK, RESET, compose_stats
+from protocol.memcache.numbers import strtoul32
+from runtime.scope import DerefScope
 
 if TYPE_CHECKING:
     from kvcache.dispatcher import Dispatcher
@@ -198,7 +203,62 @@ def far(d: Dispatcher) -> list[tuple[str, Any]]:
     return out
 
 
-_GROUPS = {b"settings": settings, b"items": items, b"slabs": slabs, b"far": far}
+def sizes(d: Dispatcher) -> list[tuple[str, Any]]:
+    """`stats sizes`: memcached's item-size histogram, off as it is by default."""
+    return [("sizes_status", "disabled")]
+
+
+_GROUPS = {
+    b"settings": settings,
+    b"items": items,
+    b"slabs": slabs,
+    b"far": far,
+    b"sizes": sizes,
+}
+_SLAB_CLASSES = 64  # memcached's MAX_NUMBER_OF_SLAB_CLASSES: larger ids are illegal
+
+
+def detail(d: Dispatcher, args: list[bytes]) -> bytes:
+    """`stats detail on|off|dump`: memcached's per-prefix stats."""
+    mode = args[1] if len(args) >= 2 else None  # memcached ignores further tokens
+    if mode in (b"on", b"off"):
+        d.detail_on = mode == b"on"
+        return OK
+    if mode == b"dump":
+        lines = [
+            b"PREFIX %s get %d hit %d set %d del %d\r\n" % (prefix, *row)
+            for prefix, row in d.detail.items()
+        ]
+        return b"".join(lines) + END
+    raise ClientError("usage: stats detail on|off|dump")
+
+
+def cachedump(d: Dispatcher, args: list[bytes]) -> bytes:
+    """`stats cachedump <class> <limit>`: `ITEM <key> [<n> b; <exptime> s]` lines.
+
+    kvcache has one class (1): its resident items, up to `limit` (0 = all).
+    """
+    if len(args) < 3:
+        raise ClientError("bad command line")
+    cls, limit = strtoul32(args[1]), strtoul32(args[2])
+    if cls is None or limit is None:
+        raise ClientError("bad command line format")
+    if cls >= _SLAB_CLASSES:
+        raise ClientError("Illegal slab id")
+    lines = []
+    if cls == 1:
+        scope = DerefScope()
+        try:
+            for key in list(d.table.index):
+                item = d.table.peek(scope, key)
+                if item is None:
+                    continue
+                lines.append(b"ITEM %s [%d b; %d s]\r\n" % (key, len(item.value), item.exptime))
+                if limit and len(lines) >= limit:
+                    break
+        finally:
+            scope.release()
+    return b"".join(lines) + END
 
 
 def compose_group(d: Dispatcher, args: list[bytes]) -> bytes:
@@ -210,7 +270,9 @@ def compose_group(d: Dispatcher, args: list[bytes]) -> bytes:
         d.reset_stats()
         return RESET
     if name == b"detail":
-        raise ClientError("usage: stats detail on|off|dump")
+        return detail(d, args)
+    if name == b"cachedump":
+        return cachedump(d, args)
     group = _GROUPS.get(name)
     if group is None:
         raise CommandError()
