@@ -45,6 +45,7 @@ class Listener:
         self.rejected_connections = 0
         self.bytes_read = 0
         self.bytes_written = 0
+        self.takeovers = 0  # requests that had to move into a pooled greenlet
         self.server: asyncio.AbstractServer | None = None
 
     def stats(self) -> list[tuple[str, Any]]:
@@ -56,6 +57,8 @@ class Listener:
             ("rejected_connections", self.rejected_connections),
             ("bytes_read", self.bytes_read),
             ("bytes_written", self.bytes_written),
+            ("greenlet_takeovers", self.takeovers),
+            ("greenlets_created", self.hub.created),
         ]
 
     def protocol(self) -> Connection:
@@ -148,6 +151,7 @@ class Connection(asyncio.Protocol):
                         raise
                     self._finish(out, scope)
                     self.owned = True
+                    self.listener.takeovers += 1
                     self.listener.hub.run_in_pool(self._serve_parked, ev)
                     return
                 except Exception as exc:
