@@ -1,0 +1,361 @@
+"""Benchmark: kvcache against memcached (Debian's, `-t 1`) in one run.
+
+Both servers are child processes on ephemeral 127.0.0.1 ports, pinned with
+`taskset -c 0`; this process (the load generator, loadtest/loadgen.py: one
+process, N connections on one epoll loop, `depth` requests in flight per
+connection, 1 = no pipelining) runs under `taskset -c 1`. kvcache runs with
+its embedded far node (a child of it, so also on core 0).
+
+Workloads (100-byte values, keys `key:NNNNNNN`, 50 connections):
+
+ 1. get        uniform over 10k preloaded keys          target >= 0.9x memcached
+ 2. set        uniform over 10k keys                    target >= 0.85x memcached
+ 3. multi-get  `get k1 ... k100` over 10k keys, keys/s  target >= 1.5x memcached
+ 4. Zipf 0.99  gets over 200k preloaded keys (22 MB of key+value): kvcache with
+               a local heap of ~25% of that data vs kvcache all-local (heap big
+               enough), both with the embedded far node  target >= 0.85x
+               (memcached all-local is printed for reference)
+
+Each is run `--runs` times, servers alternating; medians are printed with the
+generator's CPU use: at ~1.0 of a core the generator, not the server, is the
+limit (marked SATURATED) and the ratio understates the faster server.
+
+Also kvcache's local memory per resident item (tracemalloc around 100k sets
+into an in-process RemHashTable with no far node) and per far item (cuckoo
+filter bytes per key).
+
+Run: python -m loadtest.bench_memcached [--quick] [--runs 3] [--seconds 5]
+     [--conns 50] [--depth 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+from loadtest import loadgen
+from loadtest.loadgen import END, STORED
+
+MEMCACHED = "/usr/bin/memcached"
+SERVER_CORE = "0"
+LOADGEN_CORE = 1
+VALUE = b"v" * 100
+SMALL_KEYS = 10_000
+ZIPF_KEYS = 200_000
+ZIPF_S = 0.99
+MGET_KEYS = 100
+MiB = 1 << 20
+TARGETS = {"get": 0.9, "set": 0.85, "mget": 1.5, "zipf": 0.85}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((loadgen.HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server child process pinned to the server core, stopped by PID."""
+
+    def __init__(self, name: str, argv: list[str]):
+        self.name = name
+        self.port = _free_port()
+        self.argv = ["taskset", "-c", SERVER_CORE] + [a.format(port=self.port) for a in argv]
+        self.log = tempfile.TemporaryFile()
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Server:
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"{self.name} exited: {self.log.read().decode()[-2000:]}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((loadgen.HOST, self.port), timeout=1) as s,
+            ):
+                s.sendall(b"version\r\n")
+                if s.recv(100).startswith(b"VERSION"):
+                    return self
+            time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError(f"{self.name} did not start: {' '.join(self.argv)}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        self.proc = None
+
+
+def memcached() -> Server:
+    """Debian's memcached, one worker thread, 64 MB."""
+    return Server(
+        "memcached",
+        [MEMCACHED, "-u", "root", "-t", "1", "-p", "{port}", "-l", "127.0.0.1", "-U", "0"]
+        + ["-m", "64", "-c", "1024"],
+    )
+
+
+def kvcache(heap_mb: int) -> Server:
+    """kvcache with an embedded far node and a `heap_mb` MiB local heap."""
+    return Server(
+        f"kvcache -m {heap_mb}",
+        [sys.executable, "-m", "kvcache", "-p", "{port}", "-l", "127.0.0.1", "-m", str(heap_mb)],
+    )
+
+
+def _runs(servers, requests, terminator, args, warmup: float = 0.0) -> dict[str, list]:
+    """Results per server name, `args.runs` runs each, servers alternating."""
+    out: dict[str, list] = {s.name: [] for s in servers}
+    if warmup:
+        for s in servers:
+            loadgen.run(s.port, requests, args.conns, warmup, args.depth, terminator)
+    for _ in range(args.runs):
+        for s in servers:
+            r = loadgen.run(s.port, requests, args.conns, args.seconds, args.depth, terminator)
+            out[s.name].append(r)
+    return out
+
+
+def _median(results, per_key: bool = False) -> float:
+    return statistics.median(r.hits_per_s if per_key else r.ops_per_s for r in results)
+
+
+def _line(label: str, results, per_key: bool = False) -> float:
+    """Print the median rate of `results` with the generator's CPU; return the rate."""
+    rate = _median(results, per_key)
+    cpu = statistics.median(r.cpu for r in results)
+    unit = "keys/s" if per_key else "ops/s"
+    runs = " ".join(f"{(r.hits_per_s if per_key else r.ops_per_s):.0f}" for r in results)
+    flag = "  SATURATED: generator at a full core" if cpu >= loadgen.SATURATED_CPU else ""
+    hit = ""
+    if results[0].hits:
+        found = sum(r.hits for r in results) / sum(r.ops for r in results)
+        hit = f"  {found:.1f} keys found/reply" if per_key else f"  hit ratio {found:.3f}"
+    batch = statistics.median(r.per_wakeup for r in results)
+    print(
+        f"   {label:<30} {rate:10.0f} {unit:<6} (runs: {runs})  loadgen cpu {cpu:.2f},"
+        f" {batch:.1f} replies/wakeup{hit}{flag}"
+    )
+    return rate
+
+
+def _ratio(label: str, num: float, den: float, target: float, den_results=()) -> None:
+    r = num / den
+    verdict = "ok" if r >= target else "BELOW TARGET"
+    cpu = statistics.median(x.cpu for x in den_results) if den_results else 0.0
+    bound = (
+        "; reference held back by the generator: the true ratio is lower"
+        if cpu >= loadgen.SATURATED_CPU
+        else ""
+    )
+    print(f"   {label:<30} {r:10.2f}x   target >= {target}x  {verdict}{bound}")
+
+
+def memory_overhead(n: int = 100_000) -> None:
+    """Print kvcache's local bytes per resident item and per far key."""
+    from runtime import hub as H
+    from runtime.cuckoo import CuckooFilter
+    from runtime.hashtable import RemHashTable
+    from runtime.manager import Manager
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def new_table() -> RemHashTable:
+        # no far node: everything stays resident; made outside the measured
+        # window (its filter, sized for 1M far keys, is a fixed cost: below)
+        return RemHashTable(Manager(64 * MiB))
+
+    def fill(table: RemHashTable) -> None:
+        for i in range(n):  # keys made here: the table keeps them, as the server does
+            table.set(loadgen.key_of(i), VALUE)
+        assert len(table) == n
+
+    def main():
+        table = new_table()
+        gc.collect()
+        rss0 = rss()  # first pass: RSS, without tracemalloc's own bookkeeping
+        fill(table)
+        gc.collect()
+        rss_grown = rss() - rss0
+        del table
+        gc.collect()
+        table = new_table()
+        gc.collect()
+        tracemalloc.start()  # second pass: exact Python allocations
+        t0 = tracemalloc.get_traced_memory()[0]
+        fill(table)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - t0
+        tracemalloc.stop()
+        st = table.manager.stats()
+        return grown, rss_grown, st["used_bytes"], st["live_bytes"]
+
+    grown, rss_grown, used, live = H.run(main)
+    kv = len(loadgen.key_of(0)) + len(VALUE)
+    print(f"5. local memory, {n} resident items of {kv} B key+value (in-process RemHashTable)")
+    print(
+        f"   tracemalloc growth {grown / n:6.1f} B/item -> overhead {grown / n - kv:6.1f} B/item"
+        f" beyond key+value; process RSS growth (a separate pass) {rss_grown / n:6.1f} B/item"
+    )
+    print(
+        f"   of which heap objects (16 B header + 24 B item header + key + value, 8-aligned)"
+        f" {live / n:6.1f} B/item, heap segments in use {used / n:6.1f} B/item,"
+        f" Python structures (index dict, keys list, key objects, words)"
+        f" {(grown - used) / n:6.1f} B/item"
+    )
+    for cap in (n, 1 << 20):
+        f = CuckooFilter(cap)
+        for i in range(n):
+            f.add(loadgen.key_of(i))
+        print(
+            f"   far item: cuckoo filter sized for {cap} keys holding {len(f)}:"
+            f" {f.nbytes} B = {f.nbytes / len(f):.2f} B per far key"
+            f" ({f.nbytes / cap:.2f} B per key at its capacity)"
+        )
+    table_default = 1 << 20
+    print(
+        f"   (RemHashTable's filter is sized for expected_far_items={table_default}:"
+        f" {CuckooFilter(table_default).nbytes} B fixed until more keys go far)"
+    )
+
+
+def _stats(port: int) -> dict[str, str]:
+    """The server's `stats` reply as a dict."""
+    with socket.create_connection((loadgen.HOST, port), timeout=10) as s:
+        s.sendall(b"stats\r\n")
+        buf = b""
+        while not buf.endswith(b"END\r\n"):
+            data = s.recv(1 << 16)
+            if not data:
+                break
+            buf += data
+    out = {}
+    for line in buf.decode().splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "STAT":
+            out[parts[1]] = parts[2]
+    return out
+
+
+def _loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if os.sched_getaffinity(0) != {LOADGEN_CORE}:  # the load generator runs on core 1
+        cmd = ["taskset", "-c", str(LOADGEN_CORE), sys.executable, "-m", __spec__.name, *argv]
+        sys.stdout.flush()
+        os.execvp("taskset", cmd)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 run of 2 s per workload")
+    ap.add_argument("--runs", type=int, default=3, help="runs per server; medians printed")
+    ap.add_argument("--seconds", type=float, default=5.0, help="duration of each run")
+    ap.add_argument("--conns", type=int, default=50, help="client connections")
+    ap.add_argument("--depth", type=int, default=1, help="requests in flight per connection")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.runs, args.seconds = 1, 2.0
+    print(
+        "command: taskset -c 1 python -m loadtest.bench_memcached", *argv
+    )  # re-executed under taskset if not already pinned
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}, {platform.platform()}"
+    )
+    print(
+        f"servers on core {SERVER_CORE} (taskset), load generator on core {LOADGEN_CORE}:"
+        f" loadtest/loadgen.py, 1 process, {args.conns} connections, {args.depth}"
+        f" request(s) in flight each, 127.0.0.1"
+    )
+    print(
+        f"workload: 100 B values, {args.runs} run(s) x {args.seconds:g} s per server, medians;"
+        " loadgen cpu = its CPU s / wall s (1.0 = a full core)"
+    )
+    ver = subprocess.run([MEMCACHED, "-V"], capture_output=True, text=True).stdout.strip()
+    load0 = _loadavg()
+    print(f"load average at the start: {load0}")
+    print(f"reference: {ver} -t 1 -m 64, same generator, same run; Zipf: kvcache all-local")
+    print()
+
+    rnd = random.Random(1)
+    uniform = [rnd.randrange(SMALL_KEYS) for _ in range(200_000)]
+    gets = loadgen.get_requests(uniform)
+    sets = loadgen.set_requests(uniform, VALUE)
+    mgets = loadgen.mget_requests(uniform, MGET_KEYS)
+    with memcached() as mc, kvcache(64) as kv:
+        print(f"servers: {' '.join(mc.argv)}  |  {' '.join(kv.argv)}")
+        for s in (mc, kv):
+            loadgen.preload(s.port, SMALL_KEYS, VALUE)
+        print(f"1. get, {SMALL_KEYS} keys preloaded, uniform")
+        res = _runs([kv, mc], gets, END, args, warmup=0.5)
+        a, b = _line("kvcache", res[kv.name]), _line("memcached", res[mc.name])
+        _ratio("kvcache / memcached", a, b, TARGETS["get"], res[mc.name])
+        print(f"2. set, {SMALL_KEYS} keys, uniform")
+        res = _runs([kv, mc], sets, STORED, args, warmup=0.5)
+        a, b = _line("kvcache", res[kv.name]), _line("memcached", res[mc.name])
+        _ratio("kvcache / memcached", a, b, TARGETS["set"], res[mc.name])
+        print(f"3. multi-get of {MGET_KEYS} keys, {SMALL_KEYS} keys preloaded (keys/s)")
+        res = _runs([kv, mc], mgets, END, args, warmup=0.5)
+        a = _line("kvcache", res[kv.name], per_key=True)
+        b = _line("memcached", res[mc.name], per_key=True)
+        _ratio("kvcache / memcached", a, b, TARGETS["mget"], res[mc.name])
+
+    data = ZIPF_KEYS * (len(loadgen.key_of(0)) + len(VALUE))
+    small_mb = max(3, round(data / 4 / MiB))
+    zipf = loadgen.get_requests(loadgen.zipf_indexes(ZIPF_KEYS, 400_000, ZIPF_S))
+    print(
+        f"4. Zipf {ZIPF_S} gets over {ZIPF_KEYS} preloaded keys, {data / 1e6:.1f} MB key+value;"
+        f" heap -m {small_mb} = {small_mb * MiB / data:.0%} of the data vs -m 128 (all local)"
+    )
+    with kvcache(small_mb) as small, kvcache(128) as big, memcached() as mc:
+        for s in (small, big, mc):
+            t = loadgen.preload(s.port, ZIPF_KEYS, VALUE)
+            print(f"   preloaded {s.name}: {ZIPF_KEYS / t:.0f} sets/s (pipelined 500)")
+        warm = 1.0 if args.quick else 2.0
+        before = {s.name: _stats(s.port) for s in (small, big)}
+        res = _runs([small, big, mc], zipf, END, args, warmup=warm)
+        for s in (small, big):
+            after = _stats(s.port)
+            gets = int(after["cmd_get"]) - int(before[s.name]["cmd_get"])
+            far = int(after.get("far_hits", 0)) - int(before[s.name].get("far_hits", 0))
+            print(f"   {s.name}: {far / max(gets, 1):.1%} of gets (warm-up included) were far hits")
+        a = _line(f"kvcache -m {small_mb} (~25% local)", res[small.name])
+        b = _line("kvcache -m 128 (all local)", res[big.name])
+        c = _line("memcached -m 64 (reference)", res[mc.name])
+        _ratio("25% local / all-local", a, b, TARGETS["zipf"], res[big.name])
+        print(f"   {'kvcache all-local / memcached':<30} {b / c:10.2f}x   (for reference)")
+    print()
+    memory_overhead()
+    print()
+    print(
+        f"load average at the start: {load0}, at the end: {_loadavg()} (other work on the cores?)"
+    )
+
+
+if __name__ == "__main__":
+    main()
