@@ -45,6 +45,7 @@ from protocol.far import (
 from runtime import hub as _hub
 from runtime.cuckoo import CuckooFilter
 from runtime.errors import FarMemoryError, FarUnavailable
+from runtime.heap import HEADER_SIZE
 from runtime.pointer import (
     DIRTY,
     FAR,
@@ -76,6 +77,9 @@ _STATE = 22  # offset of the state byte
 FETCHED = 1  # state: read since stored (mg h)
 STALE = 2  # state: invalidated by md I / ms I (mg X)
 TOKEN_SENT = 4  # state: a client won the recache token (mg W then Z)
+# The heap's object header (payload size first) and the item header, read
+# together by the resident fast path (lookup): one unpack per hit.
+_OBJ_ITEM = struct.Struct(f"<I{HEADER_SIZE - 4}x" + ITEM_HEADER.format[1:])
 _HOT_MASK = HOT_MAX << HOT_SHIFT
 _HOT_SET = HOT_DEREF << HOT_SHIFT
 _NOT_HOT = ~_HOT_MASK
@@ -214,6 +218,47 @@ class RemHashTable(Remoteable):
             return None
         return item
 
+    def lookup_many(self, scope: DerefScope, keys: list[bytes], now: int) -> list[tuple | None]:
+        """Per key, (flags, cas, value view) of a live resident item, marked fetched; else None.
+
+        The hot path of a get: per key one dict lookup, one word test, one
+        unpack. None means "not here or expired": the caller falls back to
+        get_many, which reclaims expired items and goes far. Never parks; its
+        only side effects (hotness, FETCHED, access time) are idempotent.
+        """
+        index = self.index
+        words = self.words
+        segments = self.heap.segments
+        pins = scope._pins
+        unpack = _OBJ_ITEM.unpack_from
+        hot_mask, hot_set, not_hot = _HOT_MASK, _HOT_SET, _NOT_HOT
+        seg_shift, seg_max, off_mask, obj_hdr = SEG_SHIFT, SEG_MAX, OFF_MASK, HEADER_SIZE
+        out: list[tuple | None] = []
+        append = out.append
+        for key in keys:
+            slot = index.get(key)
+            if slot is None:
+                append(None)
+                continue
+            w = words[slot]
+            if w & hot_mask < hot_set:
+                words[slot] = (w & not_hot) | hot_set
+            seg = segments[(w >> seg_shift) & seg_max]
+            off = w & off_mask
+            buf = seg.buf
+            size, flags, exptime, cas, atime, nkey, state = unpack(buf, off - obj_hdr)
+            if exptime and exptime <= now:
+                append(None)
+                continue
+            if atime != now:
+                _ATIME.pack_into(buf, off + 16, now)
+            if not state & FETCHED:
+                buf[off + _STATE] = state | FETCHED
+            seg.pins += 1
+            pins.append(seg)
+            append((flags, cas, seg.rview[off + _HDR + nkey : off + size]))
+        return out
+
     def may_be_far(self, key: bytes) -> bool:
         """True if a far copy of `key` may exist (the filter's answer)."""
         return key in self.filter
@@ -345,39 +390,54 @@ class RemHashTable(Remoteable):
         wflags: int,
         forget_far: bool = False,
     ) -> int:
-        """Copy an item into the heap under a new slot and index it. May park.
+        """Copy an item into the heap and index it (a resident key keeps its slot). May park.
 
         The allocation comes first: if it raises (WouldPark from the hub,
         OutOfMemory) nothing has changed. With forget_far the key's far copy
-        is removed once room is had.
+        is removed once room is had; a resident key without FAR has none (the
+        invariant), so its overwrite never consults the filter.
         """
-        slot = self._new_slot(key)
+        index = self.index
+        old = index.get(key)
+        slot = old if old is not None else self._new_slot(key)
         size = _HDR + len(key) + len(value)
         try:
             seg_id, off = self.manager.alloc(size, self.owner_id, slot)
         except BaseException:
-            self.keys[slot] = None
-            self.free_slots.append(slot)
+            if old is None:
+                self.keys[slot] = None
+                self.free_slots.append(slot)
             raise
-        if forget_far:
+        words = self.words
+        if old is not None:
+            w = words[old]
+            if forget_far and w & FAR:
+                self._forget_far(key)
+            elif self._fetches:
+                self._stale_fetch(key)
+            if w & PRESENT:
+                self.heap.free(segment_of(w), offset_of(w))
+        elif forget_far:
             self._forget_far(key)
         buf = self.heap.segments[seg_id].buf
         ITEM_HEADER.pack_into(buf, off, flags, exptime, cas, int(self.clock()), len(key), 0)
         kend = off + _HDR + len(key)
         buf[off + _HDR : kend] = key
         buf[kend : kend + len(value)] = value
-        old = self.index.get(key)
-        if old is not None:
-            self._remove_local(old)
-        self.index[key] = slot
-        self.words[slot] = local_word(seg_id, off, wflags, 1)
+        if old is None:
+            index[key] = slot
+        words[slot] = local_word(seg_id, off, wflags, 1)
         return slot
 
-    def _forget_far(self, key: bytes) -> None:
-        """Remove the far copy of `key` (async, ordered) and its filter entry."""
+    def _stale_fetch(self, key: bytes) -> None:
+        """A far read of `key` in flight must not re-admit what it brings back."""
         fetch = self._fetches.get(key)
         if fetch is not None:
             fetch.stale = True
+
+    def _forget_far(self, key: bytes) -> None:
+        """Remove the far copy of `key` (async, ordered) and its filter entry."""
+        self._stale_fetch(key)
         if key not in self.filter:
             return
         self.filter.discard(key)
@@ -416,9 +476,7 @@ class RemHashTable(Remoteable):
         far = self.manager.far
         if far is None or not far.available:
             raise FarUnavailable("far node unavailable")
-        fetch = self._fetches.get(key)
-        if fetch is not None:
-            fetch.stale = True
+        self._stale_fetch(key)
         ds = self._far_ds()
         self.filter.discard(key)
         self.stats["far_removes"] += 1

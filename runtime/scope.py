@@ -36,7 +36,10 @@ class DerefScope:
         """Drop every pin taken so far (the scope may be reused after)."""
         pins, self._pins = self._pins, []
         for seg in pins:
-            seg.heap.unpin(seg)
+            if seg.pins > 1:
+                seg.pins -= 1  # not the last pin: nothing can be freed yet
+            else:
+                seg.heap.unpin(seg)
 
     def __enter__(self) -> DerefScope:
         return self

@@ -161,6 +161,46 @@ def test_large_values_are_served_non_temporally(far_node):
     assert with_runtime(far_node, 4 * MiB, main) == (True, False, True, 1)
 
 
+def test_lookup_many_serves_live_residents_and_leaves_the_rest():
+    def main():
+        table = RemHashTable(Manager(4 * MiB))
+        now = int(time.time())
+        table.set(b"a", b"A" * 10, flags=7, exptime=0, cas=11)
+        table.set(b"old", b"O", exptime=now - 1)
+        table.set(b"b", b"B" * 300, flags=1, exptime=now + 100, cas=12)
+        with DerefScope() as scope:
+            found = table.lookup_many(scope, [b"a", b"missing", b"old", b"b", b"a"], now)
+            got = [None if f is None else (f[0], f[1], bytes(f[2])) for f in found]
+            with DerefScope() as s2:
+                state = table.peek(s2, b"a").state
+                atime = table.peek(s2, b"a").atime
+        return got, state, atime, now
+
+    got, state, atime, now = H.run(main)
+    assert got == [(7, 11, b"A" * 10), None, None, (1, 12, b"B" * 300), (7, 11, b"A" * 10)]
+    assert state & 1  # FETCHED: mg h sees it was read
+    assert atime == now
+
+
+def test_overwriting_a_resident_item_with_a_far_copy_removes_that_copy(far_node):
+    def main(mgr):
+        table = RemHashTable(mgr)
+        table.set(b"target", b"old" * 1000)
+        for i in range(8000):  # push it far
+            table.set(b"fill%d" % i, b"x" * 1000)
+        with DerefScope() as scope:  # re-admitted clean: resident, with a far copy
+            assert bytes(table.get(scope, b"target").value) == b"old" * 1000
+        assert b"target" in table.index and table.may_be_far(b"target")
+        table.set(b"target", b"new")  # same slot, new bytes: the far copy goes
+        assert not table.may_be_far(b"target")
+        for i in range(8000):  # push the new one far too, then read it back
+            table.set(b"fill%d" % i, b"y" * 1000)
+        with DerefScope() as scope:
+            return bytes(table.get(scope, b"target").value)
+
+    assert with_runtime(far_node, 4 * MiB, main) == b"new"
+
+
 def test_without_a_far_node_cold_items_are_evicted():
     def main():
         mgr = Manager(4 * MiB)
