@@ -19,7 +19,6 @@ fingerprint: callers delete only keys they inserted.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from array import array
 
@@ -30,7 +29,10 @@ MAX_KICKS = 500
 
 
 def _hash(key: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+    # Python's own (SipHash) hash of the key, made unsigned: cached on the key
+    # object, so the index probe and the filter test of one request hash once.
+    # Its seed is per process, and so is the filter (it is never persisted).
+    return hash(key) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 class _Table:
@@ -96,9 +98,10 @@ class CuckooFilter:
         return h & table.mask, fp
 
     def __contains__(self, key: bytes) -> bool:
+        h = _hash(key)
+        fp = (h >> 48) or 1
         for t in self.tables:
-            i1, fp = self._locate(key, t)
-            if t.find(i1, fp) >= 0:
+            if t.count and t.find(h & t.mask, fp) >= 0:
                 return True
         return False
 

@@ -1,9 +1,13 @@
 """The remoteable hash table (DESIGN §6): what kvcache stores items in.
 
-    index: dict key -> slot          resident items only (AIFM's design)
+    index: SlotIndex key -> slot     resident items only (AIFM's design);
+                                     arrays, the keys stay in the items
     words: array('Q') slot -> word   runtime.pointer metadata, one per slot
-    keys:  list slot -> key          to name a slot's item when it leaves
     filter: CuckooFilter             keys that may be far (~2 B per far key)
+
+  Local bytes per resident item: 8 (word) + 16-28 (index) + 16 (heap object
+  header) + 24 (item header) + key + value, 8-aligned; no Python object per
+  item (loadtest/bench_memcached.py measures it).
 
     item object in the heap: <I flags><I exptime><Q cas><I atime><H nkey><B state>x key value
 
@@ -60,6 +64,7 @@ from runtime.pointer import (
     offset_of,
     segment_of,
 )
+from runtime.slotindex import SlotIndex
 from runtime.structures import Remoteable
 
 if TYPE_CHECKING:
@@ -80,6 +85,7 @@ TOKEN_SENT = 4  # state: a client won the recache token (mg W then Z)
 # The heap's object header (payload size first) and the item header, read
 # together by the resident fast path (lookup): one unpack per hit.
 _OBJ_ITEM = struct.Struct(f"<I{HEADER_SIZE - 4}x" + ITEM_HEADER.format[1:])
+_NKEY = struct.Struct("<H")  # at offset 20
 _HOT_MASK = HOT_MAX << HOT_SHIFT
 _HOT_SET = HOT_DEREF << HOT_SHIFT
 _NOT_HOT = ~_HOT_MASK
@@ -142,9 +148,8 @@ class RemHashTable(Remoteable):
         nt_threshold: int | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        self.index: dict[bytes, int] = {}  # resident key -> slot
-        self.keys: list[bytes | None] = []  # slot -> key (None: free slot)
-        self.free_slots: list[int] = []
+        self.index = SlotIndex(self._key_at)  # resident key -> slot
+        self.free_slots: list[int] = []  # slots whose word is 0
         self.filter = CuckooFilter(expected_far_items)
         self.nt_threshold = nt_threshold  # values this big are served, not kept
         self.clock = clock  # unix seconds
@@ -162,29 +167,36 @@ class RemHashTable(Remoteable):
 
     # -- naming and slots ------------------------------------------------------
 
+    def _key_at(self, slot: int) -> bytearray:
+        """The key of the resident item in `slot`, read from the item itself."""
+        w = self.words[slot]
+        buf = self.heap.segments[(w >> SEG_SHIFT) & SEG_MAX].buf
+        off = w & OFF_MASK
+        return buf[off + _HDR : off + _HDR + _NKEY.unpack_from(buf, off + 20)[0]]
+
     def far_name(self, slot: int) -> bytes:
         """The far name of a slot's item: its key."""
-        key = self.keys[slot]
-        assert key is not None
-        return key
+        return bytes(self._key_at(slot))
 
-    def _new_slot(self, key: bytes) -> int:
+    def _new_slot(self) -> int:
         if self.free_slots:
-            slot = self.free_slots.pop()
-            self.keys[slot] = key
-        else:
-            slot = len(self.keys)
-            self.keys.append(key)
-            self.words.append(0)
-        return slot
+            return self.free_slots.pop()
+        self.words.append(0)
+        return len(self.words) - 1
 
     def _drop_slot(self, slot: int) -> None:
-        key = self.keys[slot]
-        if key is not None and self.index.get(key) == slot:
-            del self.index[key]
-        self.keys[slot] = None
+        """Unindex a slot and free it (its item's bytes are still readable here)."""
+        self.index.remove_slot(slot)
         self.words[slot] = 0
         self.free_slots.append(slot)
+
+    def index_bytes(self) -> int:
+        """Local bytes of the index: slot index arrays, words, free slot list."""
+        return (
+            self.index.nbytes
+            + self.words.itemsize * len(self.words)
+            + 8 * len(self.free_slots)  # the free list's pointers (small ints shared)
+        )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -221,42 +233,56 @@ class RemHashTable(Remoteable):
     def lookup_many(self, scope: DerefScope, keys: list[bytes], now: int) -> list[tuple | None]:
         """Per key, (flags, cas, value view) of a live resident item, marked fetched; else None.
 
-        The hot path of a get: per key one dict lookup, one word test, one
-        unpack. None means "not here or expired": the caller falls back to
-        get_many, which reclaims expired items and goes far. Never parks; its
-        only side effects (hotness, FETCHED, access time) are idempotent.
+        The hot path of a get, per key: one hash, a probe of the index array
+        (inlined SlotIndex.get: 32-bit tags, then the key compared in the
+        item), one word test, one unpack. None means "not here or expired":
+        the caller falls back to get_many, which reclaims expired items and
+        goes far. Never parks; its only side effects (hotness, FETCHED,
+        access time) are idempotent.
         """
         index = self.index
+        entries = index.entries
+        mask = index.mask
         words = self.words
         segments = self.heap.segments
         pins = scope._pins
         unpack = _OBJ_ITEM.unpack_from
         hot_mask, hot_set, not_hot = _HOT_MASK, _HOT_SET, _NOT_HOT
         seg_shift, seg_max, off_mask, obj_hdr = SEG_SHIFT, SEG_MAX, OFF_MASK, HEADER_SIZE
+        m32 = 0xFFFFFFFF
         out: list[tuple | None] = []
         append = out.append
         for key in keys:
-            slot = index.get(key)
-            if slot is None:
+            h = hash(key) & m32
+            i = h & mask
+            while True:
+                e = entries[i]
+                if not e:
+                    seg = None
+                    break
+                if e & m32 == h:
+                    slot = (e >> 32) - 1
+                    w = words[slot]
+                    seg = segments[(w >> seg_shift) & seg_max]
+                    off = w & off_mask
+                    buf = seg.buf
+                    size, flags, exptime, cas, atime, nkey, state = unpack(buf, off - obj_hdr)
+                    kstart = off + _HDR
+                    if buf[kstart : kstart + nkey] == key:
+                        break
+                i = (i + 1) & mask
+            if seg is None or (exptime and exptime <= now):
                 append(None)
                 continue
-            w = words[slot]
             if w & hot_mask < hot_set:
                 words[slot] = (w & not_hot) | hot_set
-            seg = segments[(w >> seg_shift) & seg_max]
-            off = w & off_mask
-            buf = seg.buf
-            size, flags, exptime, cas, atime, nkey, state = unpack(buf, off - obj_hdr)
-            if exptime and exptime <= now:
-                append(None)
-                continue
             if atime != now:
                 _ATIME.pack_into(buf, off + 16, now)
             if not state & FETCHED:
                 buf[off + _STATE] = state | FETCHED
             seg.pins += 1
             pins.append(seg)
-            append((flags, cas, seg.rview[off + _HDR + nkey : off + size]))
+            append((flags, cas, seg.rview[kstart + nkey : off + size]))
         return out
 
     def may_be_far(self, key: bytes) -> bool:
@@ -397,15 +423,13 @@ class RemHashTable(Remoteable):
         is removed once room is had; a resident key without FAR has none (the
         invariant), so its overwrite never consults the filter.
         """
-        index = self.index
-        old = index.get(key)
-        slot = old if old is not None else self._new_slot(key)
+        old = self.index.get(key)
+        slot = old if old is not None else self._new_slot()
         size = _HDR + len(key) + len(value)
         try:
             seg_id, off = self.manager.alloc(size, self.owner_id, slot)
         except BaseException:
             if old is None:
-                self.keys[slot] = None
                 self.free_slots.append(slot)
             raise
         words = self.words
@@ -424,9 +448,9 @@ class RemHashTable(Remoteable):
         kend = off + _HDR + len(key)
         buf[off + _HDR : kend] = key
         buf[kend : kend + len(value)] = value
-        if old is None:
-            index[key] = slot
         words[slot] = local_word(seg_id, off, wflags, 1)
+        if old is None:
+            self.index.add(key, slot)  # after the word: the index reads keys from items
         return slot
 
     def _stale_fetch(self, key: bytes) -> None:
@@ -485,7 +509,7 @@ class RemHashTable(Remoteable):
 
     def clear(self) -> None:
         """Forget every item, here and on the far node (flush_all)."""
-        for slot in list(self.index.values()):
+        for slot in self.index.slots():
             self._remove_local(slot)
         for fetch in self._fetches.values():
             fetch.stale = True
@@ -579,9 +603,7 @@ class RemHashTable(Remoteable):
     def evac_written(self, slot: int, marked: int) -> None:
         """The far node now holds the item: its key may be far from now on."""
         if not marked & FAR:
-            key = self.keys[slot]
-            if key is not None:
-                self.filter.add(key)
+            self.filter.add(bytes(self._key_at(slot)))
 
     def evac_far(self, slot: int) -> None:
         """The item left local memory; its key stays in the filter."""
@@ -596,7 +618,7 @@ class RemHashTable(Remoteable):
         """The far node restarted: far items are gone; resident ones are the only copies."""
         self.filter.clear()
         words = self.words
-        for slot in self.index.values():
+        for slot in self.index.slots():
             w = words[slot]
             if w & FAR:
                 words[slot] = (w & ~FAR) | DIRTY
