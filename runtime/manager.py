@@ -7,6 +7,8 @@ Allocation is where mutators meet the evacuator:
              no room (free segments at the 3% park mark) -> wake the evacuator,
              park until segments are freed; OutOfMemory after `alloc_timeout`;
              from the hub: WouldPark (before any side effect)
+             each freed segment wakes one parked allocation, and each woken
+             allocation that succeeds wakes the next (while room lasts)
 
 `try_alloc()` never parks (for loop callbacks such as prefetch completions).
 """
@@ -109,6 +111,7 @@ class Manager:
                     pass
             loc = self.heap.alloc(size, owner, slot)
             if loc is not None:
+                self._space_freed()  # pass the wake-up on: a freed segment fits many objects
                 return loc
 
     def _space_freed(self) -> None:
