@@ -66,7 +66,7 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
     now = time.time()
     server = dict(d.stats_source()) if d.stats_source else {}
     c = d.counters
-    far_items = len(table.filter)
+    far_items = table.far_only()  # items whose only copy is far (filter-based)
     node = d.far_stats.get() if d.far_stats else {}
     out: list[tuple[str, Any]] = [
         ("pid", os.getpid()),

@@ -150,6 +150,7 @@ class RemHashTable(Remoteable):
     ):
         self.index = SlotIndex(self._key_at)  # resident key -> slot
         self.free_slots: list[int] = []  # slots whose word is 0
+        self.resident_far = 0  # resident items with FAR set (also counted in the filter)
         self.filter = CuckooFilter(expected_far_items)
         self.nt_threshold = nt_threshold  # values this big are served, not kept
         self.clock = clock  # unix seconds
@@ -186,6 +187,8 @@ class RemHashTable(Remoteable):
 
     def _drop_slot(self, slot: int) -> None:
         """Unindex a slot and free it (its item's bytes are still readable here)."""
+        if self.words[slot] & FAR:
+            self.resident_far -= 1
         self.index.remove_slot(slot)
         self.words[slot] = 0
         self.free_slots.append(slot)
@@ -200,6 +203,10 @@ class RemHashTable(Remoteable):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def far_only(self) -> int:
+        """Items whose only copy is far (an estimate: the filter may hold stale keys)."""
+        return max(len(self.filter) - self.resident_far, 0)
 
     # -- reading ----------------------------------------------------------------
 
@@ -435,6 +442,8 @@ class RemHashTable(Remoteable):
         words = self.words
         if old is not None:
             w = words[old]
+            if w & FAR:
+                self.resident_far -= 1
             if forget_far and w & FAR:
                 self._forget_far(key)
             elif self._fetches:
@@ -449,6 +458,8 @@ class RemHashTable(Remoteable):
         buf[off + _HDR : kend] = key
         buf[kend : kend + len(value)] = value
         words[slot] = local_word(seg_id, off, wflags, 1)
+        if wflags & FAR:
+            self.resident_far += 1
         if old is None:
             self.index.add(key, slot)  # after the word: the index reads keys from items
         return slot
@@ -526,6 +537,7 @@ class RemHashTable(Remoteable):
         w = self.words[item.slot]
         if w & FAR:
             self._forget_far(item.key)
+            self.resident_far -= 1
             w &= ~FAR
         self.words[item.slot] = w | DIRTY
 
@@ -602,8 +614,9 @@ class RemHashTable(Remoteable):
 
     def evac_written(self, slot: int, marked: int) -> None:
         """The far node now holds the item: its key may be far from now on."""
-        if not marked & FAR:
+        if not marked & FAR:  # the evacuator sets FAR on the word next
             self.filter.add(bytes(self._key_at(slot)))
+            self.resident_far += 1
 
     def evac_far(self, slot: int) -> None:
         """The item left local memory; its key stays in the filter."""
@@ -617,6 +630,7 @@ class RemHashTable(Remoteable):
     def on_far_reset(self) -> None:
         """The far node restarted: far items are gone; resident ones are the only copies."""
         self.filter.clear()
+        self.resident_far = 0
         words = self.words
         for slot in self.index.slots():
             w = words[slot]

@@ -201,6 +201,28 @@ def test_overwriting_a_resident_item_with_a_far_copy_removes_that_copy(far_node)
     assert with_runtime(far_node, 4 * MiB, main) == b"new"
 
 
+def test_item_count_does_not_double_count_readmitted_items(far_node):
+    def main(mgr):
+        table = RemHashTable(mgr)
+        keys = [b"n%d" % i for i in range(6000)]
+        for k in keys:  # most go far
+            table.set(k, b"x" * 1000)
+        with DerefScope() as scope:  # some come back clean: resident AND far
+            back = [k for k in keys[:500] if table.get(scope, k) is not None]
+        counts = [len(table) + table.far_only(), table.resident_far]
+        for k in back[:100]:  # overwritten: dirty, the far copy goes
+            table.set(k, b"y")
+        for k in back[100:200]:
+            table.delete(k)
+        counts.append(len(table) + table.far_only())
+        return len(back), counts
+
+    back, (total, resident_far, after) = with_runtime(far_node, 4 * MiB, main)
+    assert back == 500 and resident_far > 0
+    assert total == 6000
+    assert after == 6000 - 100
+
+
 def test_without_a_far_node_cold_items_are_evicted():
     def main():
         mgr = Manager(4 * MiB)
