@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Reinstalled whenever pyproject.toml changes (or the venv is recreated).
+# Reinstalled whenever pyproject.toml or this file changes (or the venv is recreated).
+# The loadtest extra (locust) is installed too: tests/loadtest runs locust headless.
 STAMP := $(VENV)/.stamp-install
 
 .PHONY: test lint format bench run clean
@@ -12,8 +13,8 @@ STAMP := $(VENV)/.stamp-install
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
-	$(BIN)/pip install -q -e '.[test]'
+$(STAMP): pyproject.toml Makefile $(VENV)/pyvenv.cfg
+	$(BIN)/pip install -q -e '.[test,loadtest]'
 	touch $(STAMP)
 
 test: $(STAMP)
