@@ -55,6 +55,7 @@ class App:
             self.table,
             item_size_max=s.item_size_max,
             on_shutdown=self._shutdown_cmd if s.enable_shutdown else None,
+            on_memlimit=self._memlimit,
         )
         self.listener = Listener(self.dispatcher, self.hub, s.max_connections, s.item_size_max)
         self.dispatcher.stats_source = self.listener.stats
@@ -89,6 +90,14 @@ class App:
         finally:
             self._cleanup()
         return 0
+
+    def _memlimit(self, mb: int) -> bool:
+        """cache_memlimit: resize the local heap (-m) at run time."""
+        try:
+            self.manager.resize(mb << 20)
+        except ValueError:
+            return False
+        return True
 
     def _shutdown_cmd(self, graceful: bool) -> None:
         self.hub.schedule(self.stop)

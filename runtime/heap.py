@@ -84,12 +84,10 @@ class Heap:
         if units < 3:
             raise ValueError(f"budget {budget_bytes} B is under 3 segments of {segment_size} B")
         self.segment_size = segment_size
-        self.units = units  # budget in segments
-        self.budget_bytes = units * segment_size
-        self.park_at = max(1, round(park_free * units))  # free units: mutators park
-        self.start_at = max(self.park_at + 1, round(start_free * units))  # evacuator starts
-        self.stop_at = max(self.start_at + 1, round(stop_free * units))  # evacuator stops
-        self.free_units = units
+        self._marks = (park_free, start_free, stop_free)  # fractions of the budget
+        self.free_units = 0  # may go negative for a while after a shrinking resize
+        self.units = 0
+        self._set_units(units)
         self.segments: dict[int, Segment] = {}  # id -> segment in use
         self._spare: list[Segment] = []  # freed 1-unit segments, buffers reused
         self._next_id = 0
@@ -105,6 +103,34 @@ class Heap:
         self.segments_freed = 0
         self.peak_used_bytes = 0
 
+    def _set_units(self, units: int) -> None:
+        park_free, start_free, stop_free = self._marks
+        self.free_units += units - self.units
+        self.units = units  # budget in segments
+        self.budget_bytes = units * self.segment_size
+        self.park_at = max(1, round(park_free * units))  # free units: mutators park
+        self.start_at = max(self.park_at + 1, round(start_free * units))  # evacuator starts
+        self.stop_at = max(self.start_at + 1, round(stop_free * units))  # evacuator stops
+
+    def resize(self, budget_bytes: int) -> None:
+        """Change the budget (memcached's cache_memlimit). Never parks.
+
+        Growing frees room at once. Shrinking below what is in use leaves
+        free_units negative: allocations wait and the evacuator frees
+        segments until usage is back under the new budget's stop mark.
+        """
+        units = budget_bytes // self.segment_size
+        if units < 3:
+            raise ValueError(
+                f"budget {budget_bytes} B is under 3 segments of {self.segment_size} B"
+            )
+        grew = units > self.units
+        self._set_units(units)
+        if self.free_units <= self.start_at and self.on_low_memory is not None:
+            self.on_low_memory()
+        if grew and self.on_space is not None:
+            self.on_space()
+
     # -- owners --------------------------------------------------------------
 
     def register(self, owner: Any) -> int:
@@ -118,7 +144,7 @@ class Heap:
 
     @property
     def used_bytes(self) -> int:
-        """Bytes of segment units in use (never above budget_bytes)."""
+        """Bytes of segment units in use (above budget_bytes only just after a shrink)."""
         return (self.units - self.free_units) * self.segment_size
 
     @property

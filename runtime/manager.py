@@ -76,6 +76,10 @@ class Manager:
         if self.far is not None:
             self.far.close()
 
+    def resize(self, heap_bytes: int) -> None:
+        """Change the local heap's budget at run time; see Heap.resize. Never parks."""
+        self.heap.resize(heap_bytes)
+
     def register(self, structure: Any) -> int:
         """Register a data structure's objects with the heap; its owner id."""
         self.structures.append(structure)

@@ -55,3 +55,30 @@ def test_bad_flags_exit_nonzero():
     for args in (["--far", "nohost"], ["-m", "1"], ["-I", "lots"]):
         r = subprocess.run([sys.executable, "-m", "kvcache", *args], capture_output=True)
         assert r.returncode != 0 and r.stderr
+
+
+def _stat(out: bytes, name: bytes) -> int:
+    start = out.index(b"STAT " + name + b" ") + len(name) + 6
+    return int(out[start : out.index(b"\r\n", start)])
+
+
+def test_cache_memlimit_resizes_the_local_heap():
+    with KvCache("-m", "16", "--far", "none") as kv:
+        fill = b"".join(b"set k%d 0 0 1000\r\n%s\r\n" % (i, b"v" * 1000) for i in range(12_000))
+        out, _ = exchange(kv.port, fill + b"stats\r\n", quiet=1.0)
+        assert _stat(out, b"limit_maxbytes") == 16 << 20
+        assert _stat(out, b"local_bytes") > 10 << 20
+        out, _ = exchange(kv.port, b"cache_memlimit 4\r\ncache_memlimit 8\r\n")
+        assert out == b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\nOK\r\n"
+        import time
+
+        time.sleep(0.5)  # the evacuator brings usage under the new budget
+        out, _ = exchange(kv.port, b"set after 0 0 3\r\nnew\r\nget after\r\nstats\r\n")
+        assert out.startswith(b"STORED\r\nVALUE after 0 3\r\nnew\r\nEND\r\n")
+        assert _stat(out, b"limit_maxbytes") == 8 << 20
+        assert _stat(out, b"local_bytes") <= 8 << 20
+        assert _stat(out, b"evictions") > 0
+        out, _ = exchange(kv.port, b"cache_memlimit 32\r\n" + fill + b"stats\r\n", quiet=1.0)
+        assert out.startswith(b"OK\r\n") and out.count(b"STORED\r\n") == 12_000
+        assert _stat(out, b"limit_maxbytes") == 32 << 20
+        assert _stat(out, b"local_bytes") > 10 << 20

@@ -50,6 +50,26 @@ def test_budget_thresholds_and_accounting():
         Heap(2 * MiB)
 
 
+def test_resize_moves_budget_and_marks():
+    h = Heap(100 * MiB)
+    oid = h.register(Owner())
+    calls = []
+    h.on_low_memory = lambda: calls.append("low")
+    h.on_space = lambda: calls.append("space")
+    for i in range(50):
+        assert h.alloc(MiB - HEADER_SIZE, oid, i) is not None
+    h.resize(40 * MiB)  # below what is in use: the evacuator is woken
+    assert (h.units, h.budget_bytes) == (40, 40 * MiB)
+    assert (h.park_at, h.start_at, h.stop_at) == (1, 5, 9)
+    assert h.free_units == 40 - 50 and calls == ["low"]
+    assert h.alloc(MiB - HEADER_SIZE, oid, 99) is None  # mutators wait
+    h.resize(200 * MiB)
+    assert h.free_units == 150 and calls[-1] == "space"
+    assert h.alloc(MiB - HEADER_SIZE, oid, 99) is not None
+    with pytest.raises(ValueError):
+        h.resize(2 * MiB)
+
+
 def test_bump_allocation_and_sealing():
     h = Heap(8 * MiB)
     oid = h.register(Owner())
