@@ -145,6 +145,10 @@ def test_100_mb_through_an_8_mb_heap_from_50_connections():
         writer.close()
         assert int(st[b"far_reads"]) > n // 2 and int(st[b"far_hits"]) > n // 2
         assert int(far[b"peak_used_bytes"]) <= 8 << 20
+        # far reads parked requests in pooled greenlets, never one greenlet per request
+        assert int(st[b"greenlet_takeovers"]) > 0
+        assert 0 < int(st[b"greenlets_created"]) <= 60
+        assert int(st[b"curr_items"]) == n
 
 
 def test_far_node_killed_under_load_never_a_wrong_value():
