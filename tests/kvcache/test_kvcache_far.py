@@ -205,3 +205,45 @@ def test_far_node_killed_under_load_never_a_wrong_value():
             c.close()
     finally:
         node.stop()
+
+
+def test_stalled_far_node_delays_only_far_reads_and_never_past_the_timeout():
+    node = FarProcess(memory_mb=512)
+    try:
+        with KvCache("-m", "4", "--far", f"127.0.0.1:{node.port}", "--far-timeout", "1") as kv:
+            c = Conn(kv.port)
+            n = 600
+            for i in range(n):  # 6 MB through 4 MB: the first ones go far
+                assert c.set(b"k%d" % i, value_of(i, 10_000)) == b"STORED"
+            assert c.set(b"hot", b"resident") == b"STORED"
+            node.pause()  # SIGSTOP: connections stay open, nothing answers
+            try:
+                results: dict = {}
+
+                def far_read():
+                    conn = Conn(kv.port, timeout=10)
+                    t0 = time.monotonic()
+                    results["far"] = conn.get(b"k0")
+                    results["far_s"] = time.monotonic() - t0
+                    conn.close()
+
+                reader = threading.Thread(target=far_read)
+                reader.start()
+                time.sleep(0.2)  # the far read is parked now
+                t0 = time.monotonic()
+                assert c.get(b"hot") == b"resident"  # other requests are served meanwhile
+                local_s = time.monotonic() - t0
+                reader.join()
+            finally:
+                node.resume()
+            assert local_s < 0.5
+            assert results["far"] in (None, value_of(0, 10_000))  # a miss, never a wrong value
+            assert results["far_s"] < 2.5  # the 1 s far timeout, with margin
+            time.sleep(0.5)
+            # the node is back: far items come back byte-exact (or, if forgotten, miss)
+            got = [c.get(b"k%d" % i) for i in range(0, n, 10)]
+            assert all(g in (None, value_of(i * 10, 10_000)) for i, g in enumerate(got))
+            assert sum(g is not None for g in got) > len(got) // 2
+            c.close()
+    finally:
+        node.stop()
