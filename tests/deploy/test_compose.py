@@ -1,0 +1,325 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine.
+
+Spec (issue 6): services `far` (farserver) and `cache` (kvcache --far
+far:11311, 11211 published on the host's loopback), the far node's secret
+through a compose secret, healthchecks, a restart policy, memory limits that
+match the -m flags, and `locust` under the `load` profile pointed at
+`cache`. The Dockerfile: an official Python slim base, a non-root user,
+`kvcache` as entry point, a HEALTHCHECK.
+
+This machine has no Docker engine, so nothing is built or run in a
+container. Instead: Debian's `docker-compose config` validates the file
+(CI installs the package: a missing one fails here, it is never skipped),
+and every command line the file and the Dockerfile run (entry point +
+command, each healthcheck) runs here as a local process with only the
+addresses substituted: 0.0.0.0 -> 127.0.0.1, fixed ports -> ephemeral ones,
+service names -> 127.0.0.1:PORT, /run/secrets/far_secret -> a temporary file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+from pymemcache.client.base import Client
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMPOSE = os.path.join(ROOT, "docker-compose.yml")
+DOCKERFILE = os.path.join(ROOT, "Dockerfile")
+BIN = os.path.dirname(sys.executable)  # the venv's console scripts: kvcache, farserver, locust
+SECRET_IN_CONTAINER = "/run/secrets/far_secret"
+MIB = 1 << 20
+
+# The memory rule of README "Tuning", from RSS measured on the dev machine
+# (CPython 3.11, items set with replies; README gives the commands).
+FAR_HEADROOM_MIB = 96  # over -m: interpreter ~25 MB; 516 MB RSS at -m 512 full of 100-B items,
+#                        294 MB at -m 256 full of 64 KiB values
+CACHE_BASE_MIB = 32  # kvcache's RSS before any item (31 MB)
+CACHE_INDEX_PER_HEAP = 1.0  # resident index per heap byte: 0.45 (100-B values), 0.8 (10-B)
+FAR_ITEM_COST = 384 + 116  # farserver's charge for a 16-byte key + 100-byte value
+CACHE_PER_FAR_KEY = 4  # the cuckoo filter, bytes per key held far (~2.6 measured)
+CACHE_CONN_MIB = 64  # connection buffers: replies in flight, requests read ahead
+
+
+def _compose(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        pytest.fail(
+            "docker-compose is not installed: apt-get install docker-compose (.ci/run does)"
+        )
+    return subprocess.run(
+        [exe, "-f", COMPOSE, *args], capture_output=True, timeout=60, env=env, cwd=ROOT
+    )
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    """`docker-compose config` as a dict (YAML read by docker-compose's own Python)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KVCACHE_")}
+    done = _compose("config", env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    with open(shutil.which("docker-compose"), encoding="utf-8") as f:
+        interpreter = f.readline()[2:].strip().split()[0]  # its #! line: has python3-yaml
+    as_json = subprocess.run(
+        [interpreter, "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"],
+        input=done.stdout,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    return json.loads(as_json.stdout)
+
+
+def _flag(argv: list[str], *names: str) -> str:
+    for i, arg in enumerate(argv[:-1]):
+        if arg in names:
+            return argv[i + 1]
+    raise AssertionError(f"none of {names} in {argv}")
+
+
+def _bytes(limit: str) -> int:
+    m = re.fullmatch(r"(\d+)([bkmg]?)", str(limit).lower())
+    assert m, limit
+    return int(m.group(1)) * {"": 1, "b": 1, "k": 1024, "m": MIB, "g": 1 << 30}[m.group(2)]
+
+
+def test_config_is_valid_and_has_the_services(config):
+    assert set(config["services"]) == {"far", "cache", "locust"}
+    assert config["services"]["locust"]["profiles"] == ["load"]
+    assert "profiles" not in config["services"]["far"]
+    assert "profiles" not in config["services"]["cache"]
+    assert _compose("config", "--profiles").stdout.split() == [b"load"]
+    assert _compose("config", "-q").returncode == 0
+
+
+def test_cache_points_at_far_and_is_published_on_loopback(config):
+    cache = config["services"]["cache"]
+    assert _flag(cache["command"], "--far") == "far:11311"
+    assert _flag(config["services"]["far"]["command"], "-p", "--port") == "11311"
+    assert cache["ports"] == ["127.0.0.1:11211:11211/tcp"]
+    assert cache["depends_on"] == {"far": {"condition": "service_healthy"}}
+    assert "ports" not in config["services"]["far"]  # reachable only on the compose network
+    locust = config["services"]["locust"]
+    assert _flag(locust["command"], "--host") == "cache:11211"
+    assert locust["ports"] == ["127.0.0.1:8089:8089/tcp"]
+
+
+def test_bind_address_can_be_overridden():
+    env = dict(os.environ, KVCACHE_BIND="0.0.0.0", KVCACHE_PORT="22122")
+    done = _compose("config", env=env)
+    assert done.returncode == 0
+    assert b"0.0.0.0:22122:11211/tcp" in done.stdout
+
+
+def test_secret_goes_through_a_compose_secret(config):
+    assert config["secrets"]["far_secret"]["file"] == os.path.join(ROOT, "secrets", "far_secret")
+    for name in ("far", "cache"):
+        svc = config["services"][name]
+        assert svc["secrets"] == [{"source": "far_secret"}]
+        assert _flag(svc["command"], "--secret-file") == SECRET_IN_CONTAINER
+        assert not any("secret" in k.lower() for k in svc.get("environment", {}))
+
+
+def test_healthchecks_and_restart_policy(config):
+    services = config["services"]
+    for name in ("far", "cache"):
+        svc = services[name]
+        assert svc["restart"] == "unless-stopped"
+        assert svc["healthcheck"]["test"][:4] == ["CMD", "python", "-m", "kvcache.healthcheck"]
+    assert "--far" in services["far"]["healthcheck"]["test"]
+    assert services["locust"]["healthcheck"]["test"] == ["NONE"]  # the image's is for kvcache
+
+
+def test_memory_limits_match_the_flags(config):
+    far, cache = config["services"]["far"], config["services"]["cache"]
+    far_mib = int(_flag(far["command"], "-m", "--memory-limit"))
+    heap_mib = int(_flag(cache["command"], "-m", "--memory-limit"))
+    far_limit, cache_limit = _bytes(far["mem_limit"]), _bytes(cache["mem_limit"])
+    # The far node: its accounted objects plus the interpreter and buffers, not much more.
+    assert far_mib * MIB + FAR_HEADROOM_MIB * MIB <= far_limit <= 1.5 * far_mib * MIB
+    # The cache: heap + resident index + filter for every key the far node can hold.
+    far_keys = far_mib * MIB // FAR_ITEM_COST
+    need = (CACHE_BASE_MIB + heap_mib * (1 + CACHE_INDEX_PER_HEAP) + CACHE_CONN_MIB) * MIB
+    need += far_keys * CACHE_PER_FAR_KEY
+    assert need <= cache_limit <= 2 * need, (need / MIB, cache_limit / MIB)
+
+
+def _dockerfile() -> dict[str, str]:
+    with open(DOCKERFILE, encoding="utf-8") as f:
+        text = re.sub(r"\\\n\s*", " ", f.read())  # join continued lines
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word.isupper() and word not in ("COPY", "ENV", "EXPOSE"):
+            out[word] = rest.strip()
+    return out
+
+
+def test_dockerfile_shape():
+    d = _dockerfile()
+    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", d["FROM"]), d["FROM"]
+    assert d["USER"] not in ("root", "0")
+    assert json.loads(d["ENTRYPOINT"]) == ["kvcache"]
+    assert "CMD [" in d["HEALTHCHECK"]
+    with open(os.path.join(ROOT, ".dockerignore"), encoding="utf-8") as f:
+        ignored = f.read().split()
+    assert {".venv", ".git", "secrets"} <= set(ignored)
+
+
+# -- the command lines, run locally ------------------------------------------------
+
+_LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+
+
+class Proc:
+    """A command line from the compose file run locally; stopped by PID."""
+
+    def __init__(self, argv: list[str], ready: re.Pattern | None = _LISTENING):
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.lines: list[bytes] = []
+        self.port = 0
+        started = threading.Event()
+
+        def drain() -> None:
+            assert self.proc.stderr is not None
+            for raw in self.proc.stderr:
+                self.lines.append(raw)
+                m = ready.search(raw) if ready else None
+                if m and not self.port:
+                    self.port = int(m.group(1))
+                    started.set()
+            started.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if ready is not None and (not started.wait(30) or not self.port):
+            self.stop()
+            raise AssertionError(f"{argv} did not start: {b''.join(self.lines[-5:])!r}")
+
+    def stop(self) -> int:
+        """SIGTERM by PID (SIGKILL after 15 s); the exit status."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _local(argv: list[str], subst: dict[str, str]) -> list[str]:
+    """The container command line as run here: programs from the venv, local addresses."""
+    out = []
+    for i, arg in enumerate(argv):
+        if i == 0 and arg in ("kvcache", "farserver", "locust"):
+            arg = os.path.join(BIN, arg)
+        elif i == 0 and arg == "python":
+            arg = sys.executable
+        elif i and argv[i - 1] in ("-p", "--port") and arg.isdigit():
+            arg = "0"  # an ephemeral port, read back from the startup line
+        else:
+            arg = subst.get(arg, arg)
+            if arg.startswith("/app/"):
+                arg = os.path.join(ROOT, arg[len("/app/") :])
+        out.append(arg)
+    return out
+
+
+def _healthy(test: list[str], subst: dict[str, str]) -> subprocess.CompletedProcess:
+    assert test[0] == "CMD"
+    return subprocess.run(_local(test[1:], subst), capture_output=True, timeout=30)
+
+
+def test_compose_command_lines_run(config, tmp_path):
+    secret = tmp_path / "far_secret"
+    secret.write_text("a-compose-secret\n")
+    subst = {"0.0.0.0": "127.0.0.1", SECRET_IN_CONTAINER: str(secret)}
+    services = config["services"]
+    far_cmd = services["far"]["entrypoint"] + services["far"]["command"]
+    far = Proc(_local(far_cmd, subst))
+    cache = locust = None
+    try:
+        subst |= {"far:11311": f"127.0.0.1:{far.port}", "127.0.0.1:11311": f"127.0.0.1:{far.port}"}
+        check = _healthy(services["far"]["healthcheck"]["test"], subst)
+        assert check.returncode == 0, check.stderr
+        wrong = tmp_path / "wrong"
+        wrong.write_text("not-the-secret\n")
+        refused = _healthy(
+            services["far"]["healthcheck"]["test"], subst | {SECRET_IN_CONTAINER: str(wrong)}
+        )
+        assert refused.returncode == 1  # the node really requires the secret
+
+        # The cache service has no entrypoint of its own: the image's, `kvcache`.
+        cache = Proc(_local(["kvcache", *services["cache"]["command"]], subst))
+        subst |= {
+            "127.0.0.1:11211": f"127.0.0.1:{cache.port}",
+            "cache:11211": f"127.0.0.1:{cache.port}",
+        }
+        check = _healthy(services["cache"]["healthcheck"]["test"], subst)
+        assert check.returncode == 0, check.stderr
+        client = Client(("127.0.0.1", cache.port), default_noreply=False, timeout=5)
+        assert client.set("compose", b"works")
+        assert client.get("compose") == b"works"
+        settings = client.stats("settings")
+        assert settings[b"far"] == f"127.0.0.1:{far.port}".encode()
+        deadline = time.monotonic() + 10
+        while client.stats()[b"far_available"] != 1:  # authenticated with the secret
+            assert time.monotonic() < deadline, b"".join(cache.lines[-5:])
+            time.sleep(0.1)
+        client.close()
+
+        web = _free_port()
+        subst |= {"8089": str(web)}
+        locust = Proc(
+            _local(services["locust"]["entrypoint"] + services["locust"]["command"], subst),
+            ready=None,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=2) as page:
+                    assert page.status == 200
+                    break
+            except OSError:
+                assert locust.proc.poll() is None, b"".join(locust.lines[-10:])
+                assert time.monotonic() < deadline, b"".join(locust.lines[-10:])
+                time.sleep(0.2)
+    finally:
+        for proc in (locust, cache, far):
+            if proc is not None:
+                proc.stop()
+    assert cache.proc.returncode == 0 and far.proc.returncode == 0
+
+
+def test_dockerfile_command_line_runs(tmp_path):
+    d = _dockerfile()
+    argv = json.loads(d["ENTRYPOINT"]) + json.loads(d["CMD"])
+    subst = {"0.0.0.0": "127.0.0.1"}
+    server = Proc(_local(argv, subst))  # kvcache with its embedded far node
+    try:
+        health = json.loads(d["HEALTHCHECK"][d["HEALTHCHECK"].index("CMD [") + 4 :])
+        subst["127.0.0.1:11211"] = f"127.0.0.1:{server.port}"
+        check = subprocess.run(_local(health, subst), capture_output=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        assert check.stdout.startswith(b"VERSION ")
+    finally:
+        assert server.stop() == 0
