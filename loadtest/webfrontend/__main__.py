@@ -1,0 +1,126 @@
+"""`python -m loadtest.webfrontend run|sweep`: AIFM's web frontend, far memory vs paging.
+
+    run    one point:  --mode local|far|paging --local PCT
+    sweep  local once, then every (PCT, mode): CSV, markdown table and PNG under
+           --out (results/), progress on stderr as it goes
+
+Defaults are sized for the 2-core dev machine: 2^20 keys, 2^15 elements of
+8 KiB (W = 272 MiB), 64 green threads, 20 s warm-up (the far heap fills
+from cold), 10 s measured. `--quick` is the test preset: 2^15 keys, 2^10
+elements, 1 s + 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+from loadtest.webfrontend.app import BACKENDS, run_point
+from loadtest.webfrontend.data import Dataset, zipf_stream
+from loadtest.webfrontend.plot import markdown_table, plot, rows_of, write_csv
+
+__all__ = ["main"]
+
+DEFAULTS = {"keys": 1 << 20, "elems": 1 << 15, "warmup": 20.0, "seconds": 10.0}
+QUICK = {"keys": 1 << 15, "elems": 1 << 10, "warmup": 1.0, "seconds": 2.0}
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m loadtest.webfrontend", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "sweep"):
+        p = sub.add_parser(name)
+        p.add_argument("--quick", action="store_true", help="small data, short runs (tests)")
+        p.add_argument("--keys", type=int, help="hash-table keys, a multiple of 32 (2^20)")
+        p.add_argument("--elems", type=int, help="8 KiB array elements (2^15)")
+        p.add_argument("--threads", type=int, default=64, help="green threads issuing requests")
+        p.add_argument("--warmup", type=float, help="seconds before measuring (20)")
+        p.add_argument("--seconds", type=float, help="seconds measured (10)")
+        p.add_argument("--zipf", type=float, default=0.85, help="Zipf exponent s")
+        p.add_argument("--seed", type=int, default=5)
+    run = sub.choices["run"]
+    run.add_argument("--mode", choices=sorted(BACKENDS), default="far")
+    run.add_argument("--local", type=float, default=25.0, help="local memory, % of W")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    sweep = sub.choices["sweep"]
+    sweep.add_argument("--local", default="5,10,25,50,75,100", help="comma-separated %")
+    sweep.add_argument("--modes", default="far,paging", help="comma-separated modes")
+    sweep.add_argument("--out", default="results", help="output directory")
+    return ap
+
+
+def _setup(args: argparse.Namespace) -> tuple[Dataset, list[int]]:
+    preset = QUICK if args.quick else DEFAULTS
+    for k, v in preset.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    ds = Dataset(args.keys, args.elems, args.seed)
+    stream = zipf_stream(ds.n_requests, 1 << 20, args.zipf, args.seed + 2)
+    return ds, stream
+
+
+def machine() -> str:
+    """One line about where this ran."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+        f" {platform.release()}, Python {platform.python_version()}, load {load:.2f} at start"
+    )
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; the exit status."""
+    args = _parser().parse_args(argv)
+    ds, stream = _setup(args)
+    kw = {"threads": args.threads, "warmup": args.warmup, "seconds": args.seconds}
+    if args.cmd == "run":
+        r = run_point(ds, args.mode, args.local, stream, progress=_log, **kw)
+        if args.json:
+            print(json.dumps(r, default=str))
+        else:
+            print(markdown_table(rows_of([r])), end="")
+        return 0
+    pcts = [float(p) for p in args.local.split(",") if p]
+    modes = [m for m in args.modes.split(",") if m]
+    points = [("local", 100.0)] + [(m, p) for p in pcts for m in modes if m != "local"]
+    command = "python -m loadtest.webfrontend " + " ".join(sys.argv[1:] if argv is None else argv)
+    _log(f"command: {command}")
+    where = machine()
+    _log(f"machine: {where}")
+    _log(f"W = {ds.working_set / (1 << 20):.0f} MiB ({ds.n_keys} keys, {ds.n_elems} elements)")
+    results = []
+    t0 = time.perf_counter()
+    for n, (mode, pct) in enumerate(points, 1):
+        elapsed = time.perf_counter() - t0
+        eta = "" if n == 1 else f", ~{elapsed / (n - 1) * (len(points) - n + 1):.0f} s left"
+        _log(f"[{n}/{len(points)}] {mode} at {pct:g}% ({elapsed:.0f} s elapsed{eta})")
+
+        def progress(msg: str, tag=f"  [{mode} {pct:g}%]") -> None:
+            _log(f"{tag} {msg}")
+
+        results.append(run_point(ds, mode, pct, stream, progress=progress, **kw))
+    total = time.perf_counter() - t0
+    rows = rows_of(results)
+    os.makedirs(args.out, exist_ok=True)
+    write_csv(os.path.join(args.out, "webfrontend.csv"), rows)
+    title = f"{command}\n{where}; sweep {total:.0f} s"
+    plot(os.path.join(args.out, "webfrontend.png"), rows, title)
+    table = markdown_table(rows)
+    with open(os.path.join(args.out, "webfrontend.md"), "w") as f:
+        f.write(f"command: `{command}`\n\nmachine: {where}\n\nsweep time: {total:.0f} s\n\n")
+        f.write(table)
+    print(table, end="")
+    _log(f"sweep done in {total:.0f} s; wrote {args.out}/webfrontend.csv, .png, .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
