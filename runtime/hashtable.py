@@ -3,7 +3,7 @@
     index: SlotIndex key -> slot     resident items only (AIFM's design);
                                      arrays, the keys stay in the items
     words: array('Q') slot -> word   runtime.pointer metadata, one per slot
-    filter: CuckooFilter             keys that may be far (~2 B per far key)
+    filter: CuckooFilter             keys that may be far (~1.7 B per far key)
 
   Local bytes per resident item: 8 (word) + 16-28 (index) + 16 (heap object
   header) + 24 (item header) + key + value, 8-aligned; no Python object per
