@@ -6,7 +6,7 @@ Starts `kvcache -p 0 -m M --far-memory F` (an embedded far node) on
 127.0.0.1, sets ITEMS keys `key:%012d` (16 bytes) of VALUE_BYTES each, in
 pipelined batches of 1000 whose replies are awaited (with --noreply: sent as
 fast as the socket takes them, no replies), then prints both processes' RSS
-(VmRSS) and the item counts from `stats`. This is where the compose file's
+(VmRSS, and VmHWM: the peak) and the item counts from `stats`. This is where the compose file's
 mem_limit values and README's tuning rule come from; the reference in the
 same run is each process's RSS before the fill. Only 127.0.0.1 is used.
 """
@@ -29,13 +29,17 @@ _LISTENING = re.compile(rb"kvcache listening on 127\.0\.0\.1:(\d+)")
 BATCH = 1000  # sets per pipelined batch
 
 
-def rss_mib(pid: int) -> float:
-    """VmRSS of a process, MiB."""
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's VmRSS (or VmHWM: its peak RSS), MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _mem(pid: int) -> str:
+    return f"{rss_mib(pid):.0f} MiB (peak {rss_mib(pid, 'VmHWM'):.0f})"
 
 
 def _children(pid: int) -> list[int]:
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"filled in {took:.1f} s: local_items {st['local_items']}, far_items {st['far_items']}"
         )
-        print(f"after:  kvcache {rss_mib(proc.pid):.0f} MiB, far node {rss_mib(far_pid):.0f} MiB")
+        print(f"after:  kvcache {_mem(proc.pid)}, far node {_mem(far_pid)}")
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(30)

@@ -16,6 +16,6 @@ def test_fill_past_the_heap_reports_rss(capsys):
     out = capsys.readouterr().out
     assert "workload: 40000 x 100-byte values" in out
     assert re.search(r"before: kvcache \d+ MiB, far node \d+ MiB", out)
-    assert re.search(r"after:  kvcache \d+ MiB, far node \d+ MiB", out)
+    assert re.search(r"after:  kvcache \d+ MiB \(peak \d+\), far node \d+ MiB \(peak \d+\)", out)
     local, far = map(int, re.search(r"local_items (\d+), far_items (\d+)", out).groups())
     assert far > 0 and local + far >= 40000
