@@ -164,6 +164,10 @@ class Dispatcher:
             self.counters["far_errors"] += 1
             return None, (), b""
 
+    def prefetch(self, keys: list[bytes]) -> None:
+        """Start far reads of keys that requests parsed ahead will get. Never parks."""
+        self.table.prefetch(keys)
+
     def _is_far(self, key: bytes) -> bool:
         return key not in self.table.index and self.table.may_be_far(key)
 

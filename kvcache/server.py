@@ -7,6 +7,11 @@
                              parser runs dry, parking as it needs to
     replies of one batch -> one transport.write
 
+When a greenlet takes a connection over, it first parses every request
+already buffered and starts the far reads of all their get keys (the
+request stream is the prefetch hint, DESIGN §2): N pipelined far gets then
+cost about one round trip, not N.
+
 A connection's requests run in order and its replies go out in order; while
 a greenlet owns a connection, newly read bytes just wait in its parser.
 Scaling past one core is several processes (DESIGN §2), never threads.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from kvcache.errors import reply_for
@@ -30,6 +36,9 @@ __all__ = ["Connection", "Listener"]
 log = logging.getLogger("kvcache.server")
 
 TOO_MANY = b"ERROR Too many open connections\r\n"
+PREFETCH_AHEAD = 256  # requests parsed ahead for prefetching when a greenlet takes over
+PIN_FLUSH = 32  # a greenlet writes its replies out once they pin this many objects
+_GETS = frozenset(("get", "gets", "gat", "gats", "mg"))
 
 
 class Listener:
@@ -81,6 +90,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.owned = False  # a pooled greenlet is running this connection's requests
         self.closing = False
+        self.ahead: deque = deque()  # parsed ahead (events or ProtocolErrors), run first
 
     # -- asyncio callbacks (hub) -------------------------------------------------
 
@@ -129,7 +139,12 @@ class Connection(asyncio.Protocol):
             while not self.closing:
                 if ev is None:
                     try:
-                        ev = parser.next_event()
+                        if self.ahead:
+                            ev = self.ahead.popleft()
+                            if isinstance(ev, ProtocolError):
+                                raise ev
+                        else:
+                            ev = parser.next_event()
                     except ProtocolError as exc:
                         out.append(reply_for(exc))
                         if exc.close:
@@ -144,6 +159,11 @@ class Connection(asyncio.Protocol):
                 if handler is None:
                     self._special(ev, out, scope)
                     return
+                if not in_hub and scope.pinned and (cmd not in _GETS or scope.pinned >= PIN_FLUSH):
+                    # a greenlet may park: never while holding many pins, nor
+                    # into an allocation wait while holding any (its own pins
+                    # could be what the evacuator needs to free)
+                    self._finish(out, scope)
                 try:
                     handler(ev, scope, out)
                 except WouldPark:
@@ -176,11 +196,31 @@ class Connection(asyncio.Protocol):
     def _serve_parked(self, ev: Any) -> None:
         """The greenlet side: the same loop, allowed to park."""
         try:
+            self._prefetch_ahead()
             self._serve(in_hub=False, first=ev)
         finally:
             self.owned = False
         if not self.closing and self.parser.buffered:
             self.listener.hub.schedule(self._resume)  # bytes arrived while we worked
+
+    def _prefetch_ahead(self) -> None:
+        """Parse the buffered requests now and start the far reads of their get keys."""
+        ahead = self.ahead
+        parser = self.parser
+        while len(ahead) < PREFETCH_AHEAD:
+            try:
+                ev = parser.next_event()
+            except ProtocolError as exc:
+                ahead.append(exc)  # replied to in order, when its turn comes
+                if exc.close:
+                    break
+                continue
+            if ev is NEED_DATA:
+                break
+            ahead.append(ev)
+        keys = [k for ev in ahead if getattr(ev, "cmd", None) in _GETS for k in _keys_of(ev)]
+        if keys:
+            self.dispatcher.prefetch(keys)
 
     def _resume(self) -> None:
         if not self.owned and not self.closing:
@@ -205,3 +245,9 @@ class Connection(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             self.transport.close()
+
+
+def _keys_of(ev: Any) -> list[bytes]:
+    """The keys a get-family request reads."""
+    keys = getattr(ev, "keys", None)
+    return keys if keys is not None else [ev.key]

@@ -135,6 +135,8 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         ("filter_negatives", table.stats["filter_negatives"]),
         ("offloads", c["offloads"]),
         ("far_available", int(mgr.far is not None and mgr.far.available)),
+        ("prefetches", mgr.counters["prefetches"]),
+        ("prefetch_admits", mgr.counters["prefetch_hits"]),
         ("alloc_waits", mgr.counters["alloc_waits"]),
         ("greenlet_takeovers", server.get("greenlet_takeovers", 0)),
         ("greenlets_created", server.get("greenlets_created", 0)),

@@ -393,8 +393,56 @@ class RemHashTable(Remoteable):
         for cb in fetch.waiters:
             cb(result, exc)
 
+    def prefetch(self, keys: list[bytes]) -> int:
+        """Start far reads of `keys` that may be far; they land resident. Never parks.
+
+        The request stream is the prefetch hint (DESIGN §2): a connection's
+        pipelined gets are all sent before the first one parks, so N far gets
+        cost about one round trip. Keys resident, filtered out, or already in
+        flight are skipped; a landing item is admitted only if room is free
+        at once (else dropped: the get that wanted it fetches it again).
+        Returns the number of reads started.
+        """
+        far = self.manager.far
+        st = self.far_ds
+        if far is None or not far.available or st is None or not st.ds:
+            return 0
+        started = 0
+        fetches = self._fetches
+        for key in keys:
+            if key in fetches or key in self.index or key not in self.filter:
+                continue
+            fetch = fetches[key] = _Fetch()
+            fetch.waiters.append(lambda result, exc, key=key: self._prefetched(key, result, exc))
+            started += 1
+            far.submit(
+                Op.READ, st.ds, encode_name(key), lambda s, b, key=key: self._fetched(key, s, b)
+            )
+        self.manager.counters["far_reads"] += started
+        self.manager.counters["prefetches"] += started
+        return started
+
+    def _prefetched(self, key: bytes, result: Any, exc: BaseException | None) -> None:
+        """A prefetched item landed (hub): admit it clean if room is free now."""
+        if exc is not None or result is None or result is _STALE or key in self.index:
+            return
+        flags, exptime, cas, value = result
+        if self._expired(exptime):
+            return
+        if self.nt_threshold is not None and len(value) >= self.nt_threshold:
+            return  # non-temporal: the get that wants it reads it through
+        if self._store(key, value, flags, exptime, cas, FAR, nowait=True) >= 0:
+            self.manager.counters["prefetch_hits"] += 1
+
     def _admit(self, scope: DerefScope, key: bytes, found: tuple | None) -> Item | None:
-        """Serve a fetched far item, re-admitting it locally as clean. May park."""
+        """Serve a fetched far item, re-admitting it locally as clean. Never parks.
+
+        Admission takes only room that is free at once: with none (the
+        evacuator behind, or the caller's own scope pinning the heap, as a
+        big multi-get does) the item is served as a non-temporal copy
+        instead. A read never waits for memory, so it can never wait on pins
+        its own request holds.
+        """
         if found is None:
             return None
         flags, exptime, cas, value = found
@@ -408,7 +456,11 @@ class RemHashTable(Remoteable):
         slot = self.index.get(key)
         if slot is not None:  # admitted meanwhile by another green thread
             return self.peek(scope, key)
-        slot = self._store(key, value, flags, exptime, cas, FAR)
+        slot = self._store(key, value, flags, exptime, cas, FAR, nowait=True)
+        if slot < 0:
+            self.stats["nt_reads"] += 1
+            self.manager.counters["nt_reads"] += 1
+            return Item(key, flags, exptime, cas, memoryview(value).toreadonly())
         return self._item(scope, slot, self.words[slot], key)
 
     # -- writing ----------------------------------------------------------------
@@ -422,19 +474,29 @@ class RemHashTable(Remoteable):
         cas: int,
         wflags: int,
         forget_far: bool = False,
+        nowait: bool = False,
     ) -> int:
         """Copy an item into the heap and index it (a resident key keeps its slot). May park.
 
         The allocation comes first: if it raises (WouldPark from the hub,
         OutOfMemory) nothing has changed. With forget_far the key's far copy
         is removed once room is had; a resident key without FAR has none (the
-        invariant), so its overwrite never consults the filter.
+        invariant), so its overwrite never consults the filter. With nowait
+        it never parks: no room free at once -> nothing stored, -1.
         """
         old = self.index.get(key)
         slot = old if old is not None else self._new_slot()
         size = _HDR + len(key) + len(value)
         try:
-            seg_id, off = self.manager.alloc(size, self.owner_id, slot)
+            if nowait:
+                loc = self.manager.try_alloc(size, self.owner_id, slot)
+                if loc is None:
+                    if old is None:
+                        self.free_slots.append(slot)
+                    return -1
+                seg_id, off = loc
+            else:
+                seg_id, off = self.manager.alloc(size, self.owner_id, slot)
         except BaseException:
             if old is None:
                 self.free_slots.append(slot)

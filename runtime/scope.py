@@ -32,6 +32,11 @@ class DerefScope:
         seg.pins += 1
         self._pins.append(seg)
 
+    @property
+    def pinned(self) -> int:
+        """Pins taken so far (one per object dereferenced)."""
+        return len(self._pins)
+
     def release(self) -> None:
         """Drop every pin taken so far (the scope may be reused after)."""
         pins, self._pins = self._pins, []

@@ -51,6 +51,10 @@ class Conn:
 
     def get(self, key: bytes) -> bytes | None:
         self.sock.sendall(b"get %s\r\n" % key)
+        return self.get_reply(key)
+
+    def get_reply(self, key: bytes) -> bytes | None:
+        """Read one get reply for `key` (the request was sent already)."""
         line = self._line()
         if line == b"END":
             return None
@@ -247,3 +251,38 @@ def test_stalled_far_node_delays_only_far_reads_and_never_past_the_timeout():
             c.close()
     finally:
         node.stop()
+
+
+def test_pipelined_far_gets_are_fetched_ahead_in_one_batch():
+    with KvCache("-m", "4", "--far-memory", "256") as kv:
+        c = Conn(kv.port)
+        n = 800
+        for i in range(n):  # 8 MB through 4 MB: the first ones go far
+            assert c.set(b"p%d" % i, value_of(i, 10_000)) == b"STORED"
+        before = c.stats()
+        wanted = list(range(0, 200))  # the oldest: far
+        c.sock.sendall(b"".join(b"get p%d\r\n" % i for i in wanted))
+        for i in wanted:  # every reply right, in order
+            assert c.get_reply(b"p%d" % i) == value_of(i, 10_000)
+        after = c.stats()
+        c.close()
+    far_hits = int(after[b"far_reads"]) - int(before[b"far_reads"])
+    prefetched = int(after[b"prefetches"]) - int(before[b"prefetches"])
+    assert far_hits >= 150
+    assert prefetched >= far_hits // 2  # most were started before the first park returned
+
+
+def test_a_multi_get_bigger_than_the_heap_is_served_whole():
+    with KvCache("-m", "4", "--far-memory", "256") as kv:
+        c = Conn(kv.port)
+        n = 100
+        for i in range(n):  # 10 MB of 100 KB values through a 4 MB heap
+            assert c.set(b"b%d" % i, value_of(i, 100_000)) == b"STORED"
+        c.sock.sendall(b"get " + b" ".join(b"b%d" % i for i in range(n)) + b"\r\n")
+        for i in range(n):  # pinned by one request: admission cannot wait for room
+            line = c._line()
+            assert line == b"VALUE b%d 0 100000" % i, line
+            assert c._exact(100_002)[:-2] == value_of(i, 100_000)
+        assert c._line() == b"END"
+        assert c.get(b"b0") == value_of(0, 100_000)  # and the server is fine after
+        c.close()
