@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 __all__ = ["Memcached", "free_port"]
 
@@ -52,25 +53,7 @@ class Memcached:
 
         Reads until the server has been quiet for `quiet` seconds or closed.
         """
-        out = bytearray()
-        closed = False
-        with socket.create_connection(("127.0.0.1", self.port), timeout=limit) as s:
-            s.sendall(data)
-            s.settimeout(quiet)
-            deadline = time.monotonic() + limit
-            while time.monotonic() < deadline:
-                try:
-                    chunk = s.recv(65536)
-                except TimeoutError:
-                    break
-                except ConnectionResetError:
-                    closed = True
-                    break
-                if not chunk:
-                    closed = True
-                    break
-                out += chunk
-        return bytes(out), closed
+        return talk(self.port, data, quiet, limit)
 
     def stop(self) -> None:
         """Stop the process by its PID and reap it."""
@@ -81,3 +64,38 @@ class Memcached:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def talk(
+    port: int,
+    data: bytes,
+    quiet: float,
+    limit: float,
+    done: Callable[[bytearray], bool] | None = None,
+) -> tuple[bytes, bool]:
+    """Send `data` on a new connection to 127.0.0.1:`port`; (bytes received, closed?).
+
+    Reads until the server is quiet for `quiet` s, closes, `limit` s pass, or
+    `done(received)` says the reply is complete.
+    """
+    out = bytearray()
+    closed = False
+    with socket.create_connection(("127.0.0.1", port), timeout=limit) as s:
+        s.sendall(data)
+        s.settimeout(quiet)
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            out += chunk
+            if done is not None and done(out):
+                break
+    return bytes(out), closed

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
+
+from oracle import talk
 
 __all__ = ["KvCache", "converse", "exchange", "normalize"]
 
@@ -61,25 +61,7 @@ class KvCache:
 
 def exchange(port: int, data: bytes, quiet: float = 0.3, limit: float = 10.0) -> tuple[bytes, bool]:
     """Send `data` on a new connection; (everything received, whether it closed)."""
-    out = bytearray()
-    closed = False
-    with socket.create_connection(("127.0.0.1", port), timeout=limit) as s:
-        s.sendall(data)
-        s.settimeout(quiet)
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except TimeoutError:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            out += chunk
-    return bytes(out), closed
+    return talk(port, data, quiet, limit)
 
 
 def normalize(data: bytes) -> bytes:
@@ -96,24 +78,10 @@ def converse(port: int, data: bytes, quiet: float = 1.0, limit: float = 10.0) ->
     sentinel are answered. (everything received, whether it closed).
     """
     want = len(re.findall(rb"(?:^|\n)mn[ \r]", data)) + 1
-    out = bytearray()
-    closed = False
-    with socket.create_connection(("127.0.0.1", port), timeout=limit) as s:
-        s.sendall(data + b"mn\r\n")
-        s.settimeout(quiet)
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except TimeoutError:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            out += chunk
-            if out.endswith(b"MN\r\n") and out.count(b"MN\r\n") >= want:
-                break
-    return bytes(out), closed
+    return talk(
+        port,
+        data + b"mn\r\n",
+        quiet,
+        limit,
+        lambda out: out.endswith(b"MN\r\n") and out.count(b"MN\r\n") >= want,
+    )
