@@ -31,10 +31,10 @@ import os
 import platform
 import pstats
 import sys
-import time
 
 from kvcache.dispatcher import Dispatcher
 from kvcache.server import Listener
+from loadtest.bench_protocol import best_of
 from protocol.memcache import END, NEED_DATA, Parser, value_header
 from runtime import hub as _hub
 from runtime.hashtable import RemHashTable
@@ -116,15 +116,6 @@ def _protocol_only(chunks: list[bytes]) -> None:
         b"".join(out)
 
 
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=20_000)
@@ -164,8 +155,8 @@ def main(argv: list[str] | None = None) -> None:
                 for data in chunks:
                     conn.data_received(data)
 
-            t = _best(serve, args.repeat) / count * 1e9
-            ref = _best(lambda chunks=chunks: _protocol_only(chunks), args.repeat) / count * 1e9
+            t = best_of(serve, args.repeat) / count * 1e9
+            ref = best_of(lambda chunks=chunks: _protocol_only(chunks), args.repeat) / count * 1e9
             unit = "ns/key" if per > 1 else "ns/req"
             print(f"{name:<10} {t:8.0f} {unit} {ref:9.0f} {unit} {t - ref:8.0f} {unit}")
         assert transport.written > 0

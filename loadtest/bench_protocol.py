@@ -41,7 +41,8 @@ from protocol.memcache import (
 VALUE = b"v" * 100
 
 
-def _best(fn, repeat: int) -> float:
+def best_of(fn, repeat: int) -> float:
+    """The shortest of `repeat` timed calls of fn(), in seconds."""
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -107,9 +108,9 @@ def bench_requests(name: str, line: bytes, reply, count: int, repeat: int, per: 
     buf = line * count
     assert _serve(buf, reply) == count
     scale = 1e9 / (count * per)
-    parse = _best(lambda: _serve(buf, None), repeat) * scale
-    both = _best(lambda: _serve(buf, reply), repeat) * scale
-    floor = _best(lambda: _floor(buf), repeat) * scale
+    parse = best_of(lambda: _serve(buf, None), repeat) * scale
+    both = best_of(lambda: _serve(buf, reply), repeat) * scale
+    floor = best_of(lambda: _floor(buf), repeat) * scale
     unit = "ns/key" if per > 1 else "ns/req"
     print(f"{name:<28} parse {parse:6.0f}  parse+compose {both:6.0f}  floor {floor:5.0f}  {unit}")
 
