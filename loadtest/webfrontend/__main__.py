@@ -13,9 +13,11 @@ elements, 1 s + 2 s.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
+import pstats
 import sys
 import time
 
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=sorted(BACKENDS), default="far")
     run.add_argument("--local", type=float, default=25.0, help="local memory, % of W")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--profile", metavar="FILE", help="cProfile the measured window into FILE")
     sweep = sub.choices["sweep"]
     sweep.add_argument("--local", default="5,10,25,50,75,100", help="comma-separated %")
     sweep.add_argument("--modes", default="far,paging", help="comma-separated modes")
@@ -82,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     ds, stream = _setup(args)
     kw = {"threads": args.threads, "warmup": args.warmup, "seconds": args.seconds}
     if args.cmd == "run":
-        r = run_point(ds, args.mode, args.local, stream, progress=_log, **kw)
+        prof = cProfile.Profile() if args.profile else None
+        r = run_point(ds, args.mode, args.local, stream, progress=_log, profile=prof, **kw)
+        if prof is not None:
+            prof.dump_stats(args.profile)
+            pstats.Stats(args.profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
         if args.json:
             print(json.dumps(r, default=str))
         else:

@@ -33,6 +33,7 @@ nominal percentage; the CSV and the plot use the measured value.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 import zlib
@@ -58,7 +59,7 @@ from runtime.farclient import FarClient
 from runtime.farprocess import FarProcess
 from runtime.hashtable import RemHashTable
 from runtime.manager import Manager
-from runtime.pointer import far_word
+from runtime.pointer import PRESENT, far_word
 from runtime.scope import DerefScope
 from runtime.structures import RemArray
 
@@ -248,6 +249,7 @@ class FarBackend:
         if not self.far.wait_ready(15):
             raise FarTimeout("far node not reachable")
         self.reads = 0  # array reads
+        self.array_misses = 0  # array reads of a non-resident element (a far fetch)
         self.table = WebTable(mgr, expected_far_items=ds.n_keys)
         self.arr = RemArray(mgr, ELEM_SIZE, ds.n_elems, prefetch=False)
         progress(f"loading {ds.n_elems} elements far")
@@ -274,16 +276,17 @@ class FarBackend:
         scope.release()  # the 32 lookups' scope ends; the element gets its own
         self.reads += 1
         i = total % self.ds.n_elems
+        if not self.arr.words[i] & PRESENT:
+            self.array_misses += 1
         return self.responder.reply(self.arr.at(scope, i, nt=True), i)
 
     def counters(self) -> dict[str, float]:
         """Cumulative counts: lookups, misses, reads, wire bytes."""
-        c = self.mgr.counters
         return {
             "lookups": self.table.lookups,
             "hash_misses": self.table.far_lookups,
             "reads": self.reads,
-            "array_misses": c["nt_reads"],
+            "array_misses": self.array_misses,
             "bytes": self.far.bytes_sent + self.far.bytes_received,
             "faults": 0,
         }
@@ -437,11 +440,13 @@ def run_point(
     seconds: float = 10.0,
     check: bool = False,
     progress: Progress = _quiet,
+    profile: Any = None,
 ) -> dict[str, Any]:
     """Load, warm up, measure one (mode, local %) point; a dict of results.
 
     With check=True the result also has "replies": (request, crc32 of reply)
-    for every request served, warm-up included.
+    for every request served, warm-up included. A cProfile.Profile given as
+    `profile` is enabled for the measured window only.
     """
     target = int(ds.working_set * local_pct / 100)
     node = FarProcess(memory_mb=node_memory_mb(ds)) if mode != "local" else None
@@ -460,20 +465,36 @@ def run_point(
             seconds,
             check,
             progress,
+            profile,
         )
     finally:
         if node is not None:
             node.stop()
 
 
-def _point(ds, mode, local_pct, target, node, stream, threads, warmup, seconds, check, progress):
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by process `pid` (Linux /proc); 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _point(
+    ds, mode, local_pct, target, node, stream, threads, warmup, seconds, check, progress, profile
+):
     t0 = time.perf_counter()
     extra = {"threads": threads} if mode == "far" else {}
     backend = BACKENDS[mode](ds, node.port if node else 0, target, progress, **extra)
     load_s = time.perf_counter() - t0
     progress(f"loaded in {load_s:.1f} s; warming up {warmup:g} s, then measuring {seconds:g} s")
     n_stream = len(stream)
-    state = {"pos": 0, "snap": None}
+    npid = node.pid if node is not None else None
+    state: dict[str, Any] = {"pos": 0, "snap": None}
     latencies: list[float] = []
     replies: list[tuple[int, int]] = []
     start = time.perf_counter()
@@ -489,7 +510,9 @@ def _point(ds, mode, local_pct, target, node, stream, threads, warmup, seconds, 
             if a >= t_end:
                 return
             if state["snap"] is None and a >= t_measure:
-                state["snap"] = (backend.counters(), a)
+                state["snap"] = (backend.counters(), a, time.process_time(), _cpu_seconds(npid))
+                if profile is not None:
+                    profile.enable()
             r = stream[state["pos"] % n_stream]
             state["pos"] += 1
             try:
@@ -506,8 +529,11 @@ def _point(ds, mode, local_pct, target, node, stream, threads, warmup, seconds, 
     for t in [H.spawn(worker, k) for k in range(threads)]:
         t.join()
     end_counts = backend.counters()
-    snap = state["snap"] or (end_counts, t_end)
-    before, t_snap = snap
+    cpu_end, node_end = time.process_time(), _cpu_seconds(npid)
+    if profile is not None:
+        profile.disable()
+    snap = state["snap"] or (end_counts, t_end, cpu_end, node_end)
+    before, t_snap, cpu_start, node_start = snap
     window = max(t_end - t_snap, 1e-9)
     n = len(latencies)
     d = {k: end_counts[k] - before[k] for k in end_counts}
@@ -529,6 +555,8 @@ def _point(ds, mode, local_pct, target, node, stream, threads, warmup, seconds, 
         "bytes_per_req": d["bytes"] / n if n else 0.0,
         "faults_per_req": d["faults"] / n if n else 0.0,
         "requests": n,
+        "cpu_us_per_req": 1e6 * (cpu_end - cpu_start) / n if n else float("nan"),
+        "node_cpu_us_per_req": 1e6 * (node_end - node_start) / n if n else float("nan"),
         "load_s": load_s,
         "memory": mem,
         "threads": threads,

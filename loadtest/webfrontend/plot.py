@@ -27,6 +27,8 @@ COLUMNS = [
     "array_miss",
     "bytes_per_req",
     "faults_per_req",
+    "cpu_us_per_req",
+    "node_cpu_us_per_req",
     "requests",
     "load_s",
 ]
@@ -64,16 +66,17 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table (what the README shows)."""
     head = (
         "| mode | local % (nominal / measured) | local MiB | req/s | vs local | p50 ms | p90 ms"
-        " | hash miss | array miss | KB moved / req | faults / req |"
+        " | hash miss | array miss | KB moved / req | faults / req | CPU us / req (app + node) |"
     )
-    lines = [head, "|" + " --- |" * 11]
+    lines = [head, "|" + " --- |" * 12]
     for r in rows:
         lines.append(
             f"| {r['mode']} | {r['local_pct']:g} / {r['local_pct_measured']:.1f}"
             f" | {r['local_mib']:.1f} | {r['throughput']:,.0f} | {r['vs_local']:.3f}"
             f" | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['hash_miss']:.1%}"
             f" | {r['array_miss']:.1%} | {r['bytes_per_req'] / 1000:.1f}"
-            f" | {r['faults_per_req']:.2f} |"
+            f" | {r['faults_per_req']:.2f}"
+            f" | {r['cpu_us_per_req']:.0f} + {r['node_cpu_us_per_req']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
