@@ -5,7 +5,7 @@
            --out (results/), progress on stderr as it goes
 
 Defaults are sized for the 2-core dev machine: 2^20 keys, 2^15 elements of
-8 KiB (W = 272 MiB), 64 green threads, 20 s warm-up (the far heap fills
+8 KiB (W = 272 MiB), 64 green threads, 30 s warm-up (the far heap fills
 from cold), 10 s measured. `--quick` is the test preset: 2^15 keys, 2^10
 elements, 1 s + 2 s.
 """
@@ -27,7 +27,7 @@ from loadtest.webfrontend.plot import markdown_table, plot, rows_of, write_csv
 
 __all__ = ["main"]
 
-DEFAULTS = {"keys": 1 << 20, "elems": 1 << 15, "warmup": 20.0, "seconds": 10.0}
+DEFAULTS = {"keys": 1 << 20, "elems": 1 << 15, "warmup": 30.0, "seconds": 10.0}
 QUICK = {"keys": 1 << 15, "elems": 1 << 10, "warmup": 1.0, "seconds": 2.0}
 
 
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--keys", type=int, help="hash-table keys, a multiple of 32 (2^20)")
         p.add_argument("--elems", type=int, help="8 KiB array elements (2^15)")
         p.add_argument("--threads", type=int, default=64, help="green threads issuing requests")
-        p.add_argument("--warmup", type=float, help="seconds before measuring (20)")
+        p.add_argument("--warmup", type=float, help="seconds before measuring (30)")
         p.add_argument("--seconds", type=float, help="seconds measured (10)")
         p.add_argument("--zipf", type=float, default=0.85, help="Zipf exponent s")
         p.add_argument("--seed", type=int, default=5)
