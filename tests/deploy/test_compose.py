@@ -45,7 +45,7 @@ MIB = 1 << 20
 FAR_HEADROOM_MIB = 96  # over -m: interpreter ~25 MB; 516 MB RSS at -m 512 full of 100-B items,
 #                        294 MB at -m 256 full of 64 KiB values
 CACHE_BASE_MIB = 32  # kvcache's RSS before any item (31 MB)
-CACHE_INDEX_PER_HEAP = 1.0  # resident index per heap byte: 0.45 (100-B values), 0.8 (10-B)
+CACHE_INDEX_PER_HEAP = 1.0  # resident index per heap byte: 0.55 (100-B values), 0.8 (10-B)
 FAR_ITEM_COST = 384 + 116  # farserver's charge for a 16-byte key + 100-byte value
 CACHE_PER_FAR_KEY = 4  # the cuckoo filter, bytes per key held far (~2.6 measured)
 CACHE_CONN_MIB = 64  # connection buffers: replies in flight, requests read ahead
