@@ -50,26 +50,29 @@ class SetNotStored(Exception):
 
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
-    """The workload's options (shown in the web UI's custom parameters)."""
-    group = parser.add_argument_group("kvcache / memcached workload")
-    group.add_argument("--keys", type=int, default=10_000, help="key space size (default 10000)")
-    group.add_argument("--zipf", type=float, default=0.99, help="Zipf skew, 0 = uniform (0.99)")
-    group.add_argument(
+    """The workload's options (shown in the web UI's custom parameters).
+
+    Added with the parser's own add_argument: an argument group's would not
+    mark them for the web UI.
+    """
+    parser.add_argument("--keys", type=int, default=10_000, help="key space size (default 10000)")
+    parser.add_argument("--zipf", type=float, default=0.99, help="Zipf skew, 0 = uniform (0.99)")
+    parser.add_argument(
         "--value-size",
         default="100",
         help="value sizes: N, LO-HI or weighted SIZE:W,... e.g. 100:9,16k-64k:1 (default 100)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--mix",
         default="get=85,set=10,mget=4,delete=1",
         help="operation weights (default get=85,set=10,mget=4,delete=1)",
     )
-    group.add_argument("--mget-keys", type=int, default=10, help="keys per multi-get (10)")
-    group.add_argument("--key-prefix", default="kv:", help="prepended to every key (kv:)")
-    group.add_argument(
+    parser.add_argument("--mget-keys", type=int, default=10, help="keys per multi-get (10)")
+    parser.add_argument("--key-prefix", default="kv:", help="prepended to every key (kv:)")
+    parser.add_argument(
         "--preload", action="store_true", help="set every key once before the users start"
     )
-    group.add_argument("--mc-timeout", type=float, default=2.0, help="socket timeout, s (2)")
+    parser.add_argument("--mc-timeout", type=float, default=2.0, help="socket timeout, s (2)")
 
 
 class Workload:

@@ -4,19 +4,26 @@ Spec (issue 6): `locust -f loadtest/locustfile.py --headless ... --host
 HOST:PORT` (or memcache://HOST:PORT) drives a kvcache with an embedded far
 node; every request is reported through locust's request event, so its
 statistics count requests > 0 and failures = 0. The key space is larger than
-the local heap, so requests reach far memory. Locust runs as its own process
-(importing it here would monkey-patch pytest with gevent).
+the local heap, so requests reach far memory. The workload options are
+custom parameters of locust's web UI, and values set there (and the host)
+are the ones the users run with. Locust runs as its own process (importing
+it here would monkey-patch pytest with gevent).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 
 from kvproc import KvCache
+from pymemcache.client.base import Client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOCUSTFILE = os.path.join(ROOT, "loadtest", "locustfile.py")
@@ -81,3 +88,57 @@ def test_bad_option_stops_at_start(tmp_path):
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, timeout=60)
     assert done.returncode != 0
     assert b"unknown operation 'put'" in done.stderr + done.stdout
+
+
+def test_web_ui_shows_and_applies_the_options(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        web = s.getsockname()[1]
+    url = f"http://127.0.0.1:{web}"
+    cmd = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--host", "127.0.0.1:1"]
+    cmd += ["--web-host", "127.0.0.1", "--web-port", str(web)]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    with KvCache() as kv:
+        proc = subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/", timeout=2) as r:
+                        page = r.read().decode()
+                    break
+                except OSError:
+                    assert proc.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.2)
+            for name in ("keys", "zipf", "value_size", "mix", "mget_keys", "key_prefix"):
+                assert f'"{name}": {{' in page, name  # a custom parameter of the form
+            form = {
+                "user_count": "2",
+                "spawn_rate": "2",
+                "host": f"memcache://127.0.0.1:{kv.port}",  # replaces --host
+                "keys": "50",
+                "key_prefix": "web:",
+                "preload": "true",
+                "mix": "get=1",
+            }
+            data = urllib.parse.urlencode(form).encode()
+            with urllib.request.urlopen(url + "/swarm", data=data, timeout=10) as r:
+                assert json.loads(r.read())["success"]
+            while True:
+                time.sleep(0.5)
+                with urllib.request.urlopen(url + "/stats/requests", timeout=5) as r:
+                    stats = json.loads(r.read())
+                if stats["stats"] and stats["stats"][-1]["num_requests"] > 100:
+                    break
+                assert time.monotonic() < deadline
+        finally:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(15)
+        client = Client(("127.0.0.1", kv.port), timeout=5)
+        assert client.get("web:0000000049") is not None  # preloaded with the form's options
+        client.close()
+    total = stats["stats"][-1]  # the Aggregated row
+    assert total["num_requests"] > 0 and total["num_failures"] == 0
+    assert {e["name"] for e in stats["stats"][:-1]} <= {"get", "get miss"}
