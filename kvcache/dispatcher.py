@@ -370,15 +370,15 @@ class Dispatcher:
             row = self._prefix_row(req.key)
             if row is not None:
                 row[3] += 1
-        found = self._delete(req.key)
+        found = self._delete(scope, req.key)
         self.counters["delete_hits" if found else "delete_misses"] += 1
         if not req.noreply:
             out.append(DELETED if found else NOT_FOUND)
 
-    def _delete(self, key: bytes) -> bool:
+    def _delete(self, scope: DerefScope, key: bytes) -> bool:
         table = self.table
         if key in table.index:
-            item = table.peek(DerefScope(), key)
+            item = table.peek(scope, key)  # expired: a miss, like memcached
             table.delete(key)
             return item is not None
         if table.may_be_far(key):
@@ -680,7 +680,7 @@ class Dispatcher:
                     self.table.set_state(item, (item.state | STALE) & ~TOKEN_SENT)
                 out.append(compose_md(req, b"HD"))
                 return
-        found = self._delete(key)
+        found = self._delete(scope, key)
         self.counters["delete_hits" if found else "delete_misses"] += 1
         out.append(compose_md(req, b"HD" if found else b"NF"))
 

@@ -168,6 +168,7 @@ class Heap:
             "live_bytes": self.live_bytes,
             "allocs": self.allocs,
             "segments_freed": self.segments_freed,
+            "pinned_segments": sum(1 for seg in self.segments.values() if seg.pins),
         }
 
     # -- allocation ----------------------------------------------------------

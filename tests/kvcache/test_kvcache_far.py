@@ -286,3 +286,22 @@ def test_a_multi_get_bigger_than_the_heap_is_served_whole():
         assert c._line() == b"END"
         assert c.get(b"b0") == value_of(0, 100_000)  # and the server is fine after
         c.close()
+
+
+def test_no_request_leaves_a_pin_behind():
+    # a pin left behind keeps a segment from ever being evacuated: a heap
+    # that slowly fills with them stalls every allocation (found with locust)
+    with KvCache("-m", "8") as kv:
+        c = Conn(kv.port)
+        for i in range(3000):
+            assert c.set(b"k%d" % i, value_of(i, 3000)) == b"STORED"
+        script = b"".join(
+            b"get k%d\r\ndelete k%d\r\nmd k%d q\r\nmg k%d v\r\ngets k%d k%d\r\n"
+            % (i, i + 1, i + 2, i + 3, i + 4, i + 5)
+            for i in range(3000, 0, -6)  # the newest first: resident ones
+        )
+        c.sock.sendall(script + b"mn\r\n")
+        while c._line() != b"MN":
+            pass
+        assert int(c.stats(b"far")[b"pinned_segments"]) == 0
+        c.close()
