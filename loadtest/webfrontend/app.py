@@ -75,8 +75,9 @@ __all__ = [
 MiB = 1 << 20
 HEAP_ITEM_BYTES = 56  # a resident item in the heap: 16 object header + 24 item header + 12 + 4
 # Local index bytes per resident item (measured): ~150 with a dict index (entry, key
-# object, slot int, list and word slots), ~40 with runtime.slotindex's arrays.
-INDEX_BYTES_PER_ITEM = 40 if hasattr(_hashtable, "SlotIndex") else 150
+# object, slot int, list and word slots); with runtime.slotindex's arrays 24 B at 25%
+# (entries at 1/3-2/3 load, a 4-byte hash and an 8-byte word per slot): 28 with slack.
+INDEX_BYTES_PER_ITEM = 28 if hasattr(_hashtable, "SlotIndex") else 150
 MIN_HEAP = 256 * 1024
 
 
