@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 from farserver.errors import BadRequest, NonNumeric
 from farserver.store import Array, HashTable, Item, Structure
-from protocol.far import COMPUTE_OPS, ITEM, DsType, Status
+from protocol.far import COMPUTE_OPS, GONE_BATCH, ITEM, DsType, Status, encode_names
 
 __all__ = ["MAX_RANGE_BYTES", "MAX_RANGE_ELEMENTS", "REGISTRY", "Reply", "lookup", "strtoull"]
 
@@ -157,6 +157,11 @@ def _clear(table: HashTable, key: bytes, fields: tuple, data: bytes, now: int) -
     return _OK
 
 
+def _gone(table: HashTable, key: bytes, fields: tuple, data: bytes, now: int) -> Reply:
+    lost, keys = table.take_gone(GONE_BATCH)
+    return Status.OK, _I.pack(lost), encode_names(keys)
+
+
 # -- array ops: (array, name, fields, data, now) -> Reply --------------------------
 
 
@@ -236,6 +241,7 @@ REGISTRY: dict[DsType, dict[str, Handler]] = {
         "gat": _gat,
         "cas": _cas,
         "clear": _clear,
+        "gone": _gone,
     },
     DsType.ARRAY: {"sum": _sum, "checksum": _checksum, "copy": _copy},
     DsType.BOX: {},

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import struct
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 
 from farserver.errors import BadRequest, NoSpace
@@ -37,6 +37,7 @@ _INDEX = struct.Struct("<Q")
 _INDEX_COST = _INDEX.size + INDEX_OVERHEAD  # an id's 8 bytes + per-object overhead
 _NO_ITEM_HEADER = ITEM.pack(0, 0, 0)  # boxes and arrays: flags, exptime, cas all 0
 _HEAP_SLACK = 1024  # stale expiry entries tolerated beyond 2x live items
+GONE_LOG = 1 << 16  # keys that left without a REMOVE, kept for the client's `gone`
 
 
 class Item:
@@ -178,7 +179,7 @@ class Array(_Indexed):
 class HashTable:
     """Key -> Item in LRU order; with evict=True, a cache the node may shrink."""
 
-    __slots__ = ("ds", "budget", "evict", "items", "bytes", "_heap")
+    __slots__ = ("ds", "budget", "evict", "items", "bytes", "_heap", "gone", "gone_lost")
     kind = DsType.HASHTABLE
 
     def __init__(self, ds: int, budget: Budget, evict: bool):
@@ -188,6 +189,8 @@ class HashTable:
         self.items: OrderedDict[bytes, Item] = OrderedDict()  # LRU first
         self.bytes = 0  # sum of this table's item costs
         self._heap: list[tuple[int, bytes]] = []  # (exptime, key), may hold stale entries
+        self.gone: deque[bytes] = deque()  # keys evicted/expired here, oldest first
+        self.gone_lost = 0  # notices dropped because the log was full
         if evict:
             budget.add_evictable(self)
 
@@ -213,6 +216,7 @@ class HashTable:
         self._uncharge(name, item)
         if item.exptime and item.exptime <= now:
             self.budget.expired += 1
+            self._gone(name)
             return False
         return True
 
@@ -227,6 +231,7 @@ class HashTable:
             del self.items[key]
             self._uncharge(key, item)
             self.budget.expired += 1
+            self._gone(key)
             return None
         self.items.move_to_end(key)
         return item
@@ -243,6 +248,7 @@ class HashTable:
             if old is not None:
                 del items[key]
                 self._uncharge(key, old)
+                self._gone(key)
             return
         delta = len(item.value) + (0 if old is not None else len(key) + ITEM_OVERHEAD)
         if old is not None:
@@ -253,6 +259,7 @@ class HashTable:
             except NoSpace:
                 if forget and self.evict and key in items:
                     self._uncharge(key, items.pop(key))
+                    self._gone(key)
                 raise
         items[key] = item
         if old is not None:
@@ -276,6 +283,7 @@ class HashTable:
         self.bytes = 0
         self.items.clear()
         self._heap = []
+        self.gone.clear()  # the client clears its filter with the table
 
     # -- reclaiming ---------------------------------------------------------
 
@@ -297,6 +305,7 @@ class HashTable:
                 continue
             self._uncharge(key, item)
             budget.evictions += 1
+            self._gone(key)
 
     def sweep(self, now: int, limit: int) -> int:
         """Reclaim up to `limit` expired items; returns how many."""
@@ -310,6 +319,7 @@ class HashTable:
                 del items[key]
                 self._uncharge(key, item)
                 self.budget.expired += 1
+                self._gone(key)
                 done += 1
         return done
 
@@ -318,6 +328,20 @@ class HashTable:
         self.clear()
         if self.evict:
             self.budget.remove_evictable(self)
+
+    def _gone(self, key: bytes) -> None:
+        """Log a key that left without a REMOVE (the client's filter still holds it)."""
+        if len(self.gone) >= GONE_LOG:
+            self.gone.popleft()
+            self.gone_lost += 1
+        self.gone.append(key)
+
+    def take_gone(self, limit: int) -> tuple[int, list[bytes]]:
+        """(notices lost since last time, up to `limit` gone keys), draining the log."""
+        gone = self.gone
+        keys = [gone.popleft() for _ in range(min(limit, len(gone)))]
+        lost, self.gone_lost = self.gone_lost, 0
+        return lost, keys
 
     def _uncharge(self, key: bytes, item: Item) -> None:
         cost = len(key) + len(item.value) + ITEM_OVERHEAD

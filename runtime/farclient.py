@@ -118,7 +118,7 @@ class FarClient:
         self._next_id = 1
         self._wbuf: list[bytes] = []
         self._flush_pending = False
-        self._closed = False
+        self.closed = False  # close() was called: no more connecting
         self._backoff = 0.05
         self._ready_waiters: list[_hub.Waiter] = []
         self._connecting: asyncio.Task | None = None
@@ -134,7 +134,7 @@ class FarClient:
 
     def start(self) -> None:
         """Begin connecting in the background (hub or green thread). Never parks."""
-        if self._connecting is None and not self.available and not self._closed:
+        if self._connecting is None and not self.available and not self.closed:
             self._connecting = self.hub.loop.create_task(self._connect_loop())
         if self._timer is None:
             self._schedule_timer()
@@ -157,7 +157,7 @@ class FarClient:
 
     def close(self) -> None:
         """Drop the connection, fail outstanding requests, stop reconnecting."""
-        self._closed = True
+        self.closed = True
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
@@ -298,7 +298,7 @@ class FarClient:
                 cb(None, FarTimeout(f"far node gave no reply in {self.timeout} s"))
             except Exception:
                 log.exception("far request callback failed")
-        if not self._closed:
+        if not self.closed:
             self._schedule_timer()
 
     def _fail_all(self, exc: Exception) -> None:
@@ -320,13 +320,13 @@ class FarClient:
         self._fail_all(FarUnavailable(f"lost far node {self.host}:{self.port}: {exc}"))
         if was:
             log.warning("lost far node %s:%d; reconnecting", self.host, self.port)
-        if not self._closed and self._connecting is None:
+        if not self.closed and self._connecting is None:
             self._connecting = self.hub.loop.create_task(self._connect_loop())
 
     async def _connect_loop(self) -> None:
         loop = self.hub.loop
         try:
-            while not self._closed:
+            while not self.closed:
                 try:
                     await self._connect_once()
                     self._backoff = 0.05

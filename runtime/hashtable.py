@@ -21,6 +21,10 @@
   removes the far copy (asynchronously, ordered before any later request for
   that key on the one far connection) and its filter entry; so a dirty item
   never has a far copy, and dropping it can't leave a stale one readable.
+- The filter only loses a key's entry when the key surely had one: a
+  REMOVE the node answered OK (or that failed: then no stale copy may ever
+  be read), or the node's `gone` log (every second) naming keys it evicted
+  or expired. A false positive (~0.24%) never costs another key its entry.
 - The table is a cache (may_forget): with no far node, cold items are
   evicted as memcached evicts them. A far node that restarted lost every far
   item: the filter is cleared and resident items become the only copies.
@@ -30,17 +34,21 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from protocol.far import (
+    GONE_BATCH,
     DsType,
+    FrameError,
     Op,
     Status,
     decode_compute_reply,
     decode_item,
+    decode_names,
     encode_compute,
     encode_compute_args,
     encode_name,
@@ -86,6 +94,9 @@ TOKEN_SENT = 4  # state: a client won the recache token (mg W then Z)
 # together by the resident fast path (lookup): one unpack per hit.
 _OBJ_ITEM = struct.Struct(f"<I{HEADER_SIZE - 4}x" + ITEM_HEADER.format[1:])
 _NKEY = struct.Struct("<H")  # at offset 20
+GONE_PERIOD = 1.0  # seconds between polls of the far node's `gone` log
+
+log = logging.getLogger("runtime.hashtable")
 _HOT_MASK = HOT_MAX << HOT_SHIFT
 _HOT_SET = HOT_DEREF << HOT_SHIFT
 _NOT_HOT = ~_HOT_MASK
@@ -163,8 +174,13 @@ class RemHashTable(Remoteable):
             "far_removes": 0,
             "evictions": 0,  # forgotten for lack of room (no far node)
             "reclaimed": 0,  # expired items reclaimed
+            "far_gone": 0,  # keys the far node reported evicted or expired
+            "far_gone_lost": 0,  # such reports its bounded log dropped (stale filter entries)
         }
+        self._generation = 0  # bumped by clear/reset: older far replies are ignored
         super().__init__(manager, 0, {"evict": True})
+        if manager.far is not None:
+            manager.hub.loop.call_later(GONE_PERIOD, self._poll_gone)
 
     # -- naming and slots ------------------------------------------------------
 
@@ -386,7 +402,9 @@ class RemHashTable(Remoteable):
             result = decode_item(body)
             self.manager.counters["far_read_bytes"] += len(result[3])
         elif status == Status.NOT_FOUND:
-            self.filter.discard(key)  # the node evicted or expired it: self-heal
+            # evicted or expired there (its `gone` notice will clear the entry),
+            # or a false positive of the filter: discarding here could take
+            # another key's entry, so this read just misses
             self.stats["far_misses"] += 1
         else:
             exc = FarMemoryError(f"far read failed: {Status(status).name}")
@@ -533,16 +551,30 @@ class RemHashTable(Remoteable):
             fetch.stale = True
 
     def _forget_far(self, key: bytes) -> None:
-        """Remove the far copy of `key` (async, ordered) and its filter entry."""
+        """Remove the far copy of `key` (async, ordered); its filter entry goes on the reply."""
         self._stale_fetch(key)
         if key not in self.filter:
             return
-        self.filter.discard(key)
         far = self.manager.far
         st = self.far_ds
         if far is not None and st is not None and st.ds and far.available:
             self.stats["far_removes"] += 1
-            far.submit(Op.REMOVE, st.ds, encode_name(key), _ignore)
+            gen = self._generation
+            far.submit(
+                Op.REMOVE,
+                st.ds,
+                encode_name(key),
+                lambda status, body, key=key: self._removed(key, status, gen),
+            )
+        else:
+            # nobody to ask: drop the entry now, so that a far copy left
+            # behind can never be read back
+            self.filter.discard(key)
+
+    def _removed(self, key: bytes, status: Any, gen: int) -> None:
+        """A REMOVE's reply (hub): OK, the copy was there; None, it may still be."""
+        if gen == self._generation and (status == Status.OK or status is None):
+            self.filter.discard(key)
 
     def _remove_local(self, slot: int) -> None:
         w = self.words[slot]
@@ -575,9 +607,14 @@ class RemHashTable(Remoteable):
             raise FarUnavailable("far node unavailable")
         self._stale_fetch(key)
         ds = self._far_ds()
-        self.filter.discard(key)
         self.stats["far_removes"] += 1
-        status, _ = far.call(Op.REMOVE, ds, encode_name(key))
+        try:
+            status, _ = far.call(Op.REMOVE, ds, encode_name(key))
+        except FarMemoryError:
+            self.filter.discard(key)  # it may still be there: never read it back
+            raise
+        if status == Status.OK:
+            self.filter.discard(key)
         return status == Status.OK
 
     def clear(self) -> None:
@@ -587,6 +624,7 @@ class RemHashTable(Remoteable):
         for fetch in self._fetches.values():
             fetch.stale = True
         self.filter.clear()
+        self._generation += 1
         far = self.manager.far
         st = self.far_ds
         if far is not None and st is not None and st.ds and far.available:
@@ -640,8 +678,7 @@ class RemHashTable(Remoteable):
         body = encode_compute(op, key, encode_compute_args(op, *fields, data=data))
         status, rbody = far.call(Op.COMPUTE, self._far_ds(), body)
         if status == Status.NOT_FOUND:
-            self.filter.discard(key)
-            return status, (), b""
+            return status, (), b""  # its filter entry: see _fetched
         if status in (Status.OK,):
             rfields, rdata = decode_compute_reply(op, rbody)
             return status, rfields, rdata
@@ -692,12 +729,50 @@ class RemHashTable(Remoteable):
     def on_far_reset(self) -> None:
         """The far node restarted: far items are gone; resident ones are the only copies."""
         self.filter.clear()
+        self._generation += 1
         self.resident_far = 0
         words = self.words
         for slot in self.index.slots():
             w = words[slot]
             if w & FAR:
                 words[slot] = (w & ~FAR) | DIRTY
+
+    # -- the far node's `gone` notices ----------------------------------------------
+
+    def _poll_gone(self) -> None:
+        """Ask the far node which keys it evicted or expired (hub; never parks)."""
+        far = self.manager.far
+        st = self.far_ds
+        if far is None or far.closed:
+            return
+        if not (far.available and st is not None and st.ds):
+            self.manager.hub.loop.call_later(GONE_PERIOD, self._poll_gone)
+            return
+        gen = self._generation
+        far.submit(
+            Op.COMPUTE,
+            st.ds,
+            encode_compute("gone", b""),
+            lambda status, body: self._gone(status, body, gen),
+        )
+
+    def _gone(self, status: Any, body: Any, gen: int) -> None:
+        """Drop the filter entries of keys the node lost by itself; poll again."""
+        more = False
+        if status == Status.OK and gen == self._generation:
+            try:
+                (lost,), data = decode_compute_reply("gone", body)
+                names = decode_names(data)
+            except FrameError as exc:
+                log.warning("bad gone reply from the far node: %s", exc)
+            else:
+                discard = self.filter.discard
+                for name in names:
+                    discard(name)
+                self.stats["far_gone"] += len(names)
+                self.stats["far_gone_lost"] += lost
+                more = len(names) >= GONE_BATCH
+        self.manager.hub.loop.call_later(0 if more else GONE_PERIOD, self._poll_gone)
 
 
 _STALE = object()

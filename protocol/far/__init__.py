@@ -42,11 +42,14 @@ from protocol.far.bodies import (
 from protocol.far.codes import MAX_NAME, VERSION, DsType, Op, Status
 from protocol.far.compute import (
     COMPUTE_OPS,
+    GONE_BATCH,
     ComputeSpec,
     decode_compute_args,
     decode_compute_reply,
+    decode_names,
     encode_compute_args,
     encode_compute_reply,
+    encode_names,
 )
 from protocol.far.frames import (
     DEFAULT_MAX_FRAME,
@@ -74,6 +77,7 @@ __all__ = [
     "Frame",
     "FrameError",
     "FrameReader",
+    "GONE_BATCH",
     "Op",
     "Status",
     "decode_compute",
@@ -87,6 +91,7 @@ __all__ = [
     "decode_item",
     "decode_message",
     "decode_name",
+    "decode_names",
     "decode_stats_reply",
     "decode_write",
     "encode_compute",
@@ -102,6 +107,7 @@ __all__ = [
     "encode_item",
     "encode_message",
     "encode_name",
+    "encode_names",
     "encode_stats_reply",
     "encode_write",
     "item_header",

@@ -13,9 +13,16 @@ arguments and of its OK reply, and whether variable-length data follows:
     gat       hashtable  <I exptime>                            <I flags> <I exptime> <Q cas> value
     cas       hashtable  <Q expected> <I flags> <I exptime> <Q new_cas> value   (empty)
     clear     hashtable  (none)                                 (empty)
+    gone      hashtable  (none)                                 <I lost> names
     sum       array      <Q start> <Q count>                    <Q sum mod 2^64>
     checksum  array      <Q start> <Q count>                    <I crc32>
     copy      array      <Q src> <Q dst> <Q count>              (empty)
+
+`gone` drains the node's log of keys that left a hashtable without a
+REMOVE (evicted, expired, dropped by a failed set): `names` is `<H len> key`
+repeated (encode_names/decode_names), at most GONE_BATCH of them; `lost`
+counts notices the bounded log had to drop since the last call. The client
+removes those keys from its filter of far keys, knowing they were there.
 
 Array ops take an empty name. Statuses other than OK (NOT_FOUND, EXISTS,
 NON_NUMERIC, NO_SPACE, BAD_REQUEST) carry a message body, as for every op.
@@ -32,12 +39,17 @@ from protocol.far.frames import FrameError
 
 __all__ = [
     "COMPUTE_OPS",
+    "GONE_BATCH",
     "ComputeSpec",
     "decode_compute_args",
     "decode_compute_reply",
+    "decode_names",
     "encode_compute_args",
     "encode_compute_reply",
+    "encode_names",
 ]
+
+GONE_BATCH = 8192  # names one `gone` reply carries at most
 
 
 class ComputeSpec(NamedTuple):
@@ -65,6 +77,7 @@ COMPUTE_OPS: dict[str, ComputeSpec] = {
     "gat": ComputeSpec(_I, False, ITEM, True),
     "cas": ComputeSpec(_CAS, True, _NONE, False),
     "clear": ComputeSpec(_NONE, False, _NONE, False),
+    "gone": ComputeSpec(_NONE, False, _I, True),
     "sum": ComputeSpec(_QQ, False, _Q, False),
     "checksum": ComputeSpec(_QQ, False, _I, False),
     "copy": ComputeSpec(_QQQ, False, _NONE, False),
@@ -111,3 +124,28 @@ def decode_compute_reply(op: str, body: bytes) -> tuple[tuple[int, ...], bytes]:
     """(fixed fields, data) of compute `op`'s OK reply body."""
     spec = _spec(op)
     return _decode(spec.reply, spec.reply_data, body, f"{op} reply")
+
+
+_H = struct.Struct("<H")
+
+
+def encode_names(names: list[bytes]) -> bytes:
+    """`<H len> name` for each name (a `gone` reply's data)."""
+    return b"".join(_H.pack(len(n)) + n for n in names)
+
+
+def decode_names(data: bytes) -> list[bytes]:
+    """The names of a `gone` reply's data; FrameError if they do not add up."""
+    out = []
+    pos = 0
+    end = len(data)
+    while pos < end:
+        if pos + 2 > end:
+            raise FrameError("truncated name length")
+        (n,) = _H.unpack_from(data, pos)
+        pos += 2
+        if pos + n > end:
+            raise FrameError("truncated name")
+        out.append(data[pos : pos + n])
+        pos += n
+    return out

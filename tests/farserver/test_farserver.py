@@ -39,6 +39,7 @@ from protocol.far import (
     decode_hello_reply,
     decode_item,
     decode_message,
+    decode_names,
     decode_stats_reply,
     encode_compute,
     encode_compute_args,
@@ -329,6 +330,34 @@ def test_lru_eviction_under_the_limit():
         assert all(value_of(c, cache, k) is None for k in keys[1:100])
         assert all(value_of(c, cache, k) == values[k] for k in keys[-300:])
         assert st["objects"] < 2000
+        assert server.stop() == 0
+
+
+def test_gone_reports_evicted_and_expired_keys_once():
+    with FarNode("-m", "1") as server:
+        c = server.client()
+        cache = c.construct(DsType.HASHTABLE, evict=True)
+        keys = [b"key%05d" % i for i in range(2000)]  # ~2 MB through 1 MB: evictions
+        for key in keys:
+            assert write(c, cache, key, b"v" * 1000).status == Status.OK
+        assert write(c, cache, b"brief", b"v", exptime=int(time.time()) - 1).status == Status.OK
+        assert write(c, cache, b"removed", b"v").status == Status.OK
+        assert c.call(Op.REMOVE, cache, encode_name(b"removed")).status == Status.OK
+        gone: list[bytes] = []
+        while True:
+            reply = compute(c, cache, "gone", b"")
+            assert reply.status == Status.OK
+            (lost,), data = decode_compute_reply("gone", reply.body)
+            assert lost == 0
+            names = decode_names(data)
+            if not names:
+                break
+            gone += names
+        evicted = stats(c)["evictions"]
+        present = {k for k in keys if value_of(c, cache, k) is not None}
+        assert len(gone) == evicted > 0 and len(set(gone)) == len(gone)
+        assert set(gone) == set(keys) - present  # exactly the keys that left
+        assert b"removed" not in gone  # a REMOVE is the client's own doing
         assert server.stop() == 0
 
 

@@ -46,6 +46,7 @@ from protocol.far import (
     decode_item,
     decode_message,
     decode_name,
+    decode_names,
     decode_stats_reply,
     decode_write,
     encode_compute,
@@ -61,6 +62,7 @@ from protocol.far import (
     encode_item,
     encode_message,
     encode_name,
+    encode_names,
     encode_stats_reply,
     encode_write,
     item_header,
@@ -289,6 +291,7 @@ _ARGS = {
     "gat": ((0,), b""),
     "cas": ((1, 2, 3, 4), b"new"),
     "clear": ((), b""),
+    "gone": ((), b""),
     "sum": ((0, 10), b""),
     "checksum": ((5, 1), b""),
     "copy": ((1, 2, 3), b""),
@@ -302,6 +305,7 @@ _REPLIES = {
     "gat": ((1, 2, 3), b"value"),
     "cas": ((), b""),
     "clear": ((), b""),
+    "gone": ((3,), encode_names([b"k1", b"", b"x" * 250])),
     "sum": ((2**64 - 1,), b""),
     "checksum": ((0xDEADBEEF,), b""),
     "copy": ((), b""),
@@ -314,6 +318,16 @@ def test_compute_args_and_replies_round_trip(op):
     assert decode_compute_args(op, encode_compute_args(op, *fields, data=data)) == (fields, data)
     fields, data = _REPLIES[op]
     assert decode_compute_reply(op, encode_compute_reply(op, *fields, data=data)) == (fields, data)
+
+
+def test_gone_names_round_trip_and_truncation_is_an_error():
+    names = [b"a", b"", b"key:1", bytes(range(250))]
+    assert decode_names(encode_names(names)) == names
+    assert decode_names(b"") == []
+    with pytest.raises(FrameError):
+        decode_names(encode_names([b"abc"])[:-1])
+    with pytest.raises(FrameError):
+        decode_names(b"\x01")
 
 
 def test_stats_and_message_round_trip():

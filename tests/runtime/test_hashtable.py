@@ -19,6 +19,7 @@ from farharness import with_runtime
 from runtime import hub as H
 from runtime.cuckoo import CuckooFilter
 from runtime.errors import FarTimeout, FarUnavailable
+from runtime.farprocess import FarProcess
 from runtime.hashtable import RemHashTable
 from runtime.manager import Manager
 from runtime.scope import DerefScope
@@ -209,6 +210,7 @@ def test_overwriting_a_resident_item_with_a_far_copy_removes_that_copy(far_node)
             assert bytes(table.get(scope, b"target").value) == b"old" * 1000
         assert b"target" in table.index and table.may_be_far(b"target")
         table.set(b"target", b"new")  # same slot, new bytes: the far copy goes
+        H.sleep(0.1)  # its filter entry goes when the node confirms the REMOVE
         assert not table.may_be_far(b"target")
         for i in range(8000):  # push the new one far too, then read it back
             table.set(b"fill%d" % i, b"y" * 1000)
@@ -231,6 +233,7 @@ def test_item_count_does_not_double_count_readmitted_items(far_node):
             table.set(k, b"y")
         for k in back[100:200]:
             table.delete(k)
+        H.sleep(0.1)  # the far node confirms the REMOVEs
         counts.append(len(table) + table.far_only())
         return len(back), counts
 
@@ -238,6 +241,57 @@ def test_item_count_does_not_double_count_readmitted_items(far_node):
     assert back == 500 and resident_far > 0
     assert total == 6000
     assert after == 6000 - 100
+
+
+class Twin(bytes):
+    """A key whose hash is another key's: a sure false positive of the filter."""
+
+    def __new__(cls, value: bytes, twin: bytes):
+        obj = super().__new__(cls, value)
+        obj.h = hash(twin)
+        return obj
+
+    def __hash__(self) -> int:
+        return self.h
+
+
+def test_a_false_positive_never_costs_another_key_its_filter_entry(far_node):
+    def main(mgr):
+        table = RemHashTable(mgr)
+        table.set(b"real", b"R" * 1000)
+        for i in range(8000):  # push it far
+            table.set(b"fill%d" % i, b"x" * 1000)
+        assert b"real" not in table.index and table.may_be_far(b"real")
+        ghost = Twin(b"ghost", b"real")
+        assert table.may_be_far(ghost)  # never stored: a false positive
+        with DerefScope() as scope:
+            missed = table.get(scope, ghost)  # a far read that finds nothing
+        table.set(ghost, b"g")  # a REMOVE the node answers NOT_FOUND
+        assert table.delete(ghost)
+        H.sleep(0.2)
+        with DerefScope() as scope:
+            real = table.get(scope, b"real")
+            return missed, bytes(real.value) if real else None
+
+    assert with_runtime(far_node, 4 * MiB, main) == (None, b"R" * 1000)
+
+
+def test_keys_the_far_node_evicts_leave_the_filter():
+    node = FarProcess(memory_mb=4)
+    try:
+
+        def main(mgr):
+            table = RemHashTable(mgr, expected_far_items=50_000)
+            for i in range(12_000):  # 12 MB through a 4 MB heap to a 4 MB far node
+                table.set(b"e%d" % i, b"x" * 1000)
+            H.sleep(2.5)  # a `gone` poll or two
+            return len(table.filter), table.stats["far_gone"], len(table)
+
+        in_filter, gone, resident = with_runtime(node, 4 * MiB, main)
+    finally:
+        node.stop()
+    assert gone > 2000  # the node evicted thousands and said so
+    assert in_filter < 4500  # what the 4 MB node holds, not all 12k ever written
 
 
 def test_without_a_far_node_cold_items_are_evicted():
