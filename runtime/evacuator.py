@@ -164,6 +164,22 @@ class Evacuator:
         return None
 
     def _evacuate(self, seg: Segment) -> None:
+        """Empty one victim segment, then free it or, if it must keep objects, requeue it."""
+        seg.busy = True  # no mutator's free or unpin may release it under our feet
+        try:
+            keep = self._evacuate_objects(seg)
+        finally:
+            seg.busy = False
+        heap = self.heap
+        if keep:
+            if seg.id in heap.segments and seg.id not in heap.fifo:
+                heap.fifo.appendleft(seg.id)
+            return
+        self.rounds += 1
+        heap.retire(seg)
+
+    def _evacuate_objects(self, seg: Segment) -> bool:
+        """Move, drop or write back every live object; True if some must stay. May park."""
         heap = self.heap
         owners = heap.owners
         far = self.manager.far
@@ -221,13 +237,10 @@ class Evacuator:
         self.busy_seconds += time.perf_counter() - start
         failures = self.write_failures
         if pending:
-            self._write_back(pending, bodies)
-        if (aborted or seg.pins or failures != self.write_failures) and self._has_live(seg):
-            if seg.id in heap.segments and seg.id not in heap.fifo:
-                heap.fifo.appendleft(seg.id)
-            return
-        self.rounds += 1
-        heap.retire(seg)
+            self._write_back(pending, bodies)  # parks: mutators free objects meanwhile
+        return bool(
+            (aborted or seg.pins or failures != self.write_failures) and self._has_live(seg)
+        )
 
     def _survive(self, seg, off, size, slot, owner_id, owner, w, hot) -> bool:
         heap = self.heap

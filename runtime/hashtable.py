@@ -497,39 +497,49 @@ class RemHashTable(Remoteable):
         """Copy an item into the heap and index it (a resident key keeps its slot). May park.
 
         The allocation comes first: if it raises (WouldPark from the hub,
-        OutOfMemory) nothing has changed. With forget_far the key's far copy
-        is removed once room is had; a resident key without FAR has none (the
-        invariant), so its overwrite never consults the filter. With nowait
-        it never parks: no room free at once -> nothing stored, -1.
+        OutOfMemory) nothing has changed. An allocation that has to wait
+        takes a fresh slot and looks the key up again afterwards: while it
+        waited the evacuator may have moved, written back or dropped the old
+        item (and its slot may belong to another key by now). With
+        forget_far the key's far copy is removed once room is had; a
+        resident key without FAR has none (the invariant), so its overwrite
+        never consults the filter. With nowait it never parks: no room free
+        at once -> nothing stored, -1.
         """
-        old = self.index.get(key)
+        index = self.index
+        old = index.get(key)
         slot = old if old is not None else self._new_slot()
         size = _HDR + len(key) + len(value)
-        try:
+        loc = self.manager.try_alloc(size, self.owner_id, slot)
+        if loc is None:
             if nowait:
-                loc = self.manager.try_alloc(size, self.owner_id, slot)
-                if loc is None:
-                    if old is None:
-                        self.free_slots.append(slot)
-                    return -1
-                seg_id, off = loc
-            else:
-                seg_id, off = self.manager.alloc(size, self.owner_id, slot)
-        except BaseException:
-            if old is None:
+                if old is None:
+                    self.free_slots.append(slot)
+                return -1
+            if old is not None:
+                slot = self._new_slot()
+            try:
+                loc = self.manager.alloc(size, self.owner_id, slot)
+            except BaseException:
                 self.free_slots.append(slot)
-            raise
+                raise
+            old = index.get(key)  # after the park: whatever is indexed now
+        seg_id, off = loc
         words = self.words
+        reuse = old == slot  # overwrite in place, the index entry stays
         if old is not None:
             w = words[old]
-            if w & FAR:
-                self.resident_far -= 1
+            if reuse:
+                if w & FAR:
+                    self.resident_far -= 1
+                if w & PRESENT:
+                    self.heap.free(segment_of(w), offset_of(w))
+            else:
+                self._remove_local(old)
             if forget_far and w & FAR:
                 self._forget_far(key)
             elif self._fetches:
                 self._stale_fetch(key)
-            if w & PRESENT:
-                self.heap.free(segment_of(w), offset_of(w))
         elif forget_far:
             self._forget_far(key)
         buf = self.heap.segments[seg_id].buf
@@ -540,8 +550,8 @@ class RemHashTable(Remoteable):
         words[slot] = local_word(seg_id, off, wflags, 1)
         if wflags & FAR:
             self.resident_far += 1
-        if old is None:
-            self.index.add(key, slot)  # after the word: the index reads keys from items
+        if not reuse:
+            index.add(key, slot)  # after the word: the index reads keys from items
         return slot
 
     def _stale_fetch(self, key: bytes) -> None:

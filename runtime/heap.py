@@ -50,6 +50,7 @@ class Segment:
         "units",
         "sealed",
         "doomed",
+        "busy",
         "view",
         "rview",
         "heap",
@@ -67,6 +68,7 @@ class Segment:
         self.units = units  # budget units (segments) this one counts for
         self.sealed = False  # full: queued for evacuation
         self.doomed = False  # freed as soon as its pins drop to 0
+        self.busy = False  # the evacuator is working on it: only it may free it
 
 
 class Heap:
@@ -225,7 +227,7 @@ class Heap:
         if units == 1 and self._spare:
             seg = self._spare.pop()
             seg.top = seg.live = seg.pins = 0
-            seg.sealed = seg.doomed = False
+            seg.sealed = seg.doomed = seg.busy = False
         else:
             seg_id = self._free_ids.pop() if self._free_ids else self._next_id
             if seg_id == self._next_id:
@@ -250,7 +252,7 @@ class Heap:
         seg = self.segments[seg_id]
         size = struct.unpack_from("<I", seg.buf, offset - HEADER_SIZE)[0]
         seg.live -= _align(HEADER_SIZE + size)
-        if seg.live == 0 and seg.sealed and seg.pins == 0 and not seg.doomed:
+        if seg.live == 0 and seg.sealed and seg.pins == 0 and not seg.doomed and not seg.busy:
             self._release(seg)
 
     def retire(self, seg: Segment) -> None:
@@ -263,7 +265,7 @@ class Heap:
     def unpin(self, seg: Segment) -> None:
         """Drop one pin; frees a doomed or emptied segment at its last pin."""
         seg.pins -= 1
-        if seg.pins == 0 and (seg.doomed or (seg.live == 0 and seg.sealed)):
+        if seg.pins == 0 and not seg.busy and (seg.doomed or (seg.live == 0 and seg.sealed)):
             self._release(seg)
 
     def _release(self, seg: Segment) -> None:

@@ -70,6 +70,28 @@ def test_resize_moves_budget_and_marks():
         h.resize(2 * MiB)
 
 
+def test_a_segment_being_evacuated_is_freed_only_by_the_evacuator():
+    # the evacuator parks on its write-backs with a victim in hand: if a
+    # mutator's last free released the victim meanwhile, the evacuator's
+    # retire would later free the segment a second time, reused by then
+    h = Heap(8 * MiB)
+    oid = h.register(Owner())
+    locs = [h.alloc(300_000, oid, i) for i in range(4)]
+    victim = h.segments[locs[0][0]]
+    assert victim.sealed and locs[1][0] == victim.id
+    victim.busy = True
+    for seg_id, off in locs[:3]:
+        if seg_id == victim.id:
+            h.free(seg_id, off)
+    assert victim.live == 0 and victim.id in h.segments  # not released while busy
+    victim.pins += 1
+    h.unpin(victim)
+    assert victim.id in h.segments
+    victim.busy = False
+    h.retire(victim)
+    assert victim.id not in h.segments
+
+
 def test_bump_allocation_and_sealing():
     h = Heap(8 * MiB)
     oid = h.register(Owner())
