@@ -38,6 +38,7 @@ log = logging.getLogger("kvcache.server")
 TOO_MANY = b"ERROR Too many open connections\r\n"
 PREFETCH_AHEAD = 256  # requests parsed ahead for prefetching when a greenlet takes over
 PIN_FLUSH = 32  # a greenlet writes its replies out once they pin this many objects
+READ_AHEAD = 1 << 20  # bytes a parked connection may buffer (+ one item) before reads pause
 _GETS = frozenset(("get", "gets", "gat", "gats", "mg"))
 
 
@@ -91,6 +92,9 @@ class Connection(asyncio.Protocol):
         self.owned = False  # a pooled greenlet is running this connection's requests
         self.closing = False
         self.ahead: deque = deque()  # parsed ahead (events or ProtocolErrors), run first
+        self.read_paused = False  # a parked connection buffered enough: reads wait
+        self.write_paused = False  # the client is not reading its replies: reads wait
+        self.read_limit = READ_AHEAD + listener.item_size_max
 
     # -- asyncio callbacks (hub) -------------------------------------------------
 
@@ -111,11 +115,20 @@ class Connection(asyncio.Protocol):
         self.listener.connections.discard(self)
 
     def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()  # the client is not reading: stop reading it
+        self.write_paused = True  # the client is not reading: stop reading it
+        self._reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closing:
+        self.write_paused = False
+        self._reading()
+
+    def _reading(self) -> None:
+        """Read from the client unless its replies or its parked requests pile up."""
+        if self.transport is None or self.closing:
+            return
+        if self.read_paused or self.write_paused:
+            self.transport.pause_reading()
+        else:
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -125,6 +138,12 @@ class Connection(asyncio.Protocol):
         self.parser.feed(data)
         if not self.owned:
             self._serve(in_hub=True)
+        elif self.parser.buffered > self.read_limit and self.transport is not None:
+            # a client pipelining (noreply sets, say) while its connection is
+            # parked: stop reading it until the greenlet is done, or its
+            # requests would pile up in memory without bound
+            self.read_paused = True
+            self._reading()
 
     # -- request processing ------------------------------------------------------
 
@@ -200,6 +219,9 @@ class Connection(asyncio.Protocol):
             self._serve(in_hub=False, first=ev)
         finally:
             self.owned = False
+        if self.read_paused:
+            self.read_paused = False
+            self._reading()
         if not self.closing and self.parser.buffered:
             self.listener.hub.schedule(self._resume)  # bytes arrived while we worked
 

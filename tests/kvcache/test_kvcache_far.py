@@ -305,3 +305,55 @@ def test_no_request_leaves_a_pin_behind():
             pass
         assert int(c.stats(b"far")[b"pinned_segments"]) == 0
         c.close()
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_parked_connection_stops_reading_rather_than_buffer_without_bound():
+    node = FarProcess(memory_mb=512)
+    try:
+        with KvCache("-m", "4", "--far", f"127.0.0.1:{node.port}", "--far-timeout", "3") as kv:
+            c = Conn(kv.port, timeout=20)
+            for i in range(600):  # the first ones go far
+                assert c.set(b"k%d" % i, value_of(i, 10_000)) == b"STORED"
+            node.pause()
+            sent = [0]
+            try:
+                c.sock.sendall(b"get k0\r\n")  # parks on the stalled node for up to 3 s
+                time.sleep(0.3)
+                rss0 = _rss(kv.proc.pid)
+                block = b"".join(
+                    b"set n%d 0 0 10000 noreply\r\n%s\r\n" % (i, value_of(i, 10_000))
+                    for i in range(100)
+                )
+
+                def flood():  # 100 MB of noreply sets behind the parked get
+                    for _ in range(100):
+                        c.sock.sendall(block)
+                        sent[0] += len(block)
+
+                flooder = threading.Thread(target=flood)
+                flooder.start()
+                time.sleep(1.5)
+                rss1 = _rss(kv.proc.pid)
+                sent_while_parked = sent[0]
+            finally:
+                node.resume()
+            flooder.join()
+            assert c.get_reply(b"k0") in (None, value_of(0, 10_000))
+            assert rss1 - rss0 < 24 << 20  # ~1 MB + one item of requests held, not 100 MB
+            assert sent_while_parked < 40 << 20  # the client was made to wait (TCP)
+            try:
+                assert c.get(b"n99") == value_of(99, 10_000)  # every set ran, in order
+            except Exception:
+                print(b"\n".join(kv.lines[-30:]).decode())
+                raise
+            c.close()
+    finally:
+        node.stop()
