@@ -196,7 +196,7 @@ class Connection(asyncio.Protocol):
                 except Exception as exc:
                     line = reply_for(exc)
                     if line is None:
-                        log.exception("bug serving %r; closing the connection", ev)
+                        log.exception("bug serving %.300r; closing the connection", ev)
                         self._finish(out, scope)
                         self._close()
                         return
