@@ -63,8 +63,17 @@ _EXPIRED = 1  # an absolute exptime long past
 # base64 (b) key, so mg k and me return it base64 (memcached 1.6.18's
 # ITEM_KEY_BINARY; its mg N / ma N vivify items without it).
 # TODO: runtime/hashtable.py should own this bit and carry it with far
-# copies; an item that went far and came back forgets it.
+# copies; an item that went far and came back forgets it, so a key that
+# could not be sent raw (a space or control byte) is sent base64 anyway.
 KEY_BINARY = 8
+_RAW_KEY_BAD = bytes(range(33)) + b"\x7f"  # bytes a text-protocol key cannot carry
+
+
+def _binary_key(item: Item) -> bool:
+    """Return the item's key base64-encoded (b) in mg k / me replies?"""
+    return bool(item.state & KEY_BINARY) or len(item.key.translate(None, _RAW_KEY_BAD)) != len(
+        item.key
+    )
 
 
 def absolute_exptime(raw: int, now: int) -> int:
@@ -542,7 +551,7 @@ class Dispatcher:
         out.append(
             compose_me(
                 item.key,
-                bool(item.state & KEY_BINARY),
+                _binary_key(item),
                 exp=exp,
                 la=now - item.atime,
                 cas=item.cas,
@@ -604,7 +613,7 @@ class Dispatcher:
         stale = bool(state & STALE)
         if stale and not token_sent:
             won = True
-        info = self._info(item, bool(state & KEY_BINARY))
+        info = self._info(item, _binary_key(item))
         if item.slot >= 0 and self.table.index.get(req.key) == item.slot:
             new_state = state | (TOKEN_SENT if won else 0)
             if not req.no_update:

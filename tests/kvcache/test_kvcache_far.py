@@ -357,3 +357,21 @@ def test_a_parked_connection_stops_reading_rather_than_buffer_without_bound():
             c.close()
     finally:
         node.stop()
+
+
+def test_a_binary_key_back_from_far_memory_is_still_sent_base64():
+    import base64
+
+    key = base64.b64encode(b"bin key\r\n")
+    with KvCache("-m", "4", "--far-memory", "256") as kv:
+        c = Conn(kv.port)
+        c.sock.sendall(b"ms %s 2 b\r\nhi\r\n" % key)
+        assert c._line() == b"HD"
+        for i in range(800):  # 8 MB through 4 MB: it goes far
+            assert c.set(b"f%d" % i, value_of(i, 10_000)) == b"STORED"
+        assert int(c.stats()[b"far_hits"]) == 0
+        c.sock.sendall(b"mg %s b k v\r\n" % key)
+        assert c._line() == b"VA 2 k%s b" % key  # never the raw bytes
+        assert c._exact(4) == b"hi\r\n"
+        assert int(c.stats()[b"far_hits"]) == 1
+        c.close()
