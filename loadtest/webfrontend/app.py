@@ -6,9 +6,10 @@
 Backends (same data, same request, same compute; only the memory differs):
 
     local   a dict key -> value and one bytearray of elements: the ideal
-    far     runtime.RemHashTable (subclassed here for a 32-lookup fast path) and
-            a RemArray, a bounded heap, a far node in its own process; the
-            array is read non-temporally, so the local budget goes to the table
+    far     runtime.RemHashTable (subclassed here: 32 values summed per call,
+            bulk loading) and a RemArray, a bounded heap, a far node in its own
+            process; the array is read non-temporally (never cached), so the
+            local budget goes to the table
     paging  paging.py: the data in 4 KiB pages, a CLOCK page cache, faults
             that block the process (the Fastswap-like baseline)
 
@@ -18,9 +19,10 @@ each (the same switch in every mode): warm-up, then a measured window.
 
 Local memory (the x-axis) is measured, never assumed, once the window ends:
     far     heap segment bytes at their peak (Heap.peak_used_bytes) + the
-            table's index (sys.getsizeof of the dict, of every key and slot
-            int in it, of the slot->key list, the word array, the free-slot
-            list and its ints) + the cuckoo filter's arrays + the array's words
+            table's index (the SlotIndex arrays, or for a dict index
+            sys.getsizeof of the dict and its keys and ints; the word array,
+            the free-slot list and its ints) + the cuckoo filter's arrays +
+            the array's word array
     paging  sys.getsizeof of the frame bytearray, page table and the
             per-frame arrays (page, reference bit, dirty bit)
     local   sys.getsizeof of the dict, every key and value int, the element
