@@ -29,7 +29,7 @@ into an in-process RemHashTable with no far node) and per far item (cuckoo
 filter bytes per key).
 
 Run: python -m loadtest.bench_memcached [--quick] [--runs 3] [--seconds 5]
-     [--conns 50] [--depth 1]
+     [--conns 50] [--depth 1] [--only basic,zipf,memory]
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def memory_overhead(n: int = 100_000) -> None:
     print(
         f"   of which heap objects (16 B header + 24 B item header + key + value, 8-aligned)"
         f" {live / n:6.1f} B/item, heap segments in use {used / n:6.1f} B/item,"
-        f" Python structures (index dict, keys list, key objects, words)"
+        f" Python structures (index arrays, word array, free-slot list)"
         f" {(grown - used) / n:6.1f} B/item"
     )
     for cap in (n, 1 << 20):
@@ -278,6 +278,75 @@ def _loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def basic(args: argparse.Namespace) -> None:
+    """Workloads 1-3: get, set and 100-key multi-get against memcached."""
+    rnd = random.Random(1)
+    uniform = [rnd.randrange(SMALL_KEYS) for _ in range(200_000)]
+    gets = loadgen.get_requests(uniform)
+    sets = loadgen.set_requests(uniform, VALUE)
+    mgets = loadgen.mget_requests(uniform, MGET_KEYS)
+    with memcached() as mc, kvcache(64) as kv:
+        print(f"servers: {' '.join(mc.argv)}  |  {' '.join(kv.argv)}")
+        for s in (mc, kv):
+            loadgen.preload(s.port, SMALL_KEYS, VALUE)
+        print(f"1. get, {SMALL_KEYS} keys preloaded, uniform")
+        res = _runs([kv, mc], gets, END, args, warmup=0.5)
+        a, b = _line("kvcache", res[kv.name]), _line("memcached", res[mc.name])
+        _ratio("kvcache / memcached", a, b, TARGETS["get"], res[mc.name])
+        print(f"2. set, {SMALL_KEYS} keys, uniform")
+        res = _runs([kv, mc], sets, STORED, args, warmup=0.5)
+        a, b = _line("kvcache", res[kv.name]), _line("memcached", res[mc.name])
+        _ratio("kvcache / memcached", a, b, TARGETS["set"], res[mc.name])
+        print(f"3. multi-get of {MGET_KEYS} keys, {SMALL_KEYS} keys preloaded (keys/s)")
+        res = _runs([kv, mc], mgets, END, args, warmup=0.5)
+        a = _line("kvcache", res[kv.name], per_key=True)
+        b = _line("memcached", res[mc.name], per_key=True)
+        _ratio("kvcache / memcached", a, b, TARGETS["mget"], res[mc.name])
+
+
+def zipf(args: argparse.Namespace) -> None:
+    """Workload 4: Zipf gets with ~25% of the items resident against all-local."""
+    data = ZIPF_KEYS * (len(loadgen.key_of(0)) + len(VALUE))
+    # a resident item takes 40 B of headers + key + value in the heap; under
+    # this churn segments hold ~58% live item bytes on average (the evacuator
+    # keeps 12-22% free, victims and survivors carry dead space): measured,
+    # -m 9 kept 17.6% of the items resident and -m 12 25-30%
+    per_item = 40 + len(loadgen.key_of(0)) + len(VALUE)
+    small_mb = max(3, round(ZIPF_KEYS / 4 * per_item / 0.58 / MiB))
+    requests = loadgen.get_requests(loadgen.zipf_indexes(ZIPF_KEYS, 400_000, ZIPF_S))
+    print(
+        f"4. Zipf {ZIPF_S} gets over {ZIPF_KEYS} preloaded keys, {data / 1e6:.1f} MB key+value;"
+        f" heap -m {small_mb} (for ~25% of the items) vs -m 128 (all local); far node on core"
+        f" {LOADGEN_CORE}"
+    )
+    with (
+        far_node() as far,
+        kvcache(small_mb, far) as small,
+        kvcache(128, far) as big,
+        memcached() as mc,
+    ):
+        for s in (small, big, mc):
+            t = loadgen.preload(s.port, ZIPF_KEYS, VALUE)
+            print(f"   preloaded {s.name}: {ZIPF_KEYS / t:.0f} sets/s (pipelined 500)")
+        warm = 1.0 if args.quick else 2.0
+        before = {s.name: _stats(s.port) for s in (small, big)}
+        res = _runs([small, big, mc], requests, END, args, warmup=warm)
+        for s in (small, big):
+            after = _stats(s.port)
+            gets = int(after["cmd_get"]) - int(before[s.name]["cmd_get"])
+            hits = int(after.get("far_hits", 0)) - int(before[s.name].get("far_hits", 0))
+            resident = int(after["local_items"]) / max(int(after["curr_items"]), 1)
+            print(
+                f"   {s.name}: {resident:.1%} of the items resident, {hits / max(gets, 1):.1%}"
+                " of gets far hits (warm-up included)"
+            )
+        a = _line(f"kvcache -m {small_mb} (~25% local)", res[small.name])
+        b = _line("kvcache -m 128 (all local)", res[big.name])
+        c = _line("memcached -m 64 (reference)", res[mc.name])
+        _ratio("25% local / all-local", a, b, TARGETS["zipf"], res[big.name])
+        print(f"   {'kvcache all-local / memcached':<30} {b / c:10.2f}x   (for reference)")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if os.sched_getaffinity(0) != {LOADGEN_CORE}:  # the load generator runs on core 1
@@ -290,7 +359,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each run")
     ap.add_argument("--conns", type=int, default=50, help="client connections")
     ap.add_argument("--depth", type=int, default=1, help="requests in flight per connection")
+    ap.add_argument(
+        "--only",
+        default="basic,zipf,memory",
+        help="comma-separated parts to run: basic (get, set, multi-get), zipf, memory",
+    )
     args = ap.parse_args(argv)
+    parts = set(args.only.split(","))
     if args.quick:
         args.runs, args.seconds = 1, 2.0
     print(
@@ -315,68 +390,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"reference: {ver} -t 1 -m 64, same generator, same run; Zipf: kvcache all-local")
     print()
 
-    rnd = random.Random(1)
-    uniform = [rnd.randrange(SMALL_KEYS) for _ in range(200_000)]
-    gets = loadgen.get_requests(uniform)
-    sets = loadgen.set_requests(uniform, VALUE)
-    mgets = loadgen.mget_requests(uniform, MGET_KEYS)
-    with memcached() as mc, kvcache(64) as kv:
-        print(f"servers: {' '.join(mc.argv)}  |  {' '.join(kv.argv)}")
-        for s in (mc, kv):
-            loadgen.preload(s.port, SMALL_KEYS, VALUE)
-        print(f"1. get, {SMALL_KEYS} keys preloaded, uniform")
-        res = _runs([kv, mc], gets, END, args, warmup=0.5)
-        a, b = _line("kvcache", res[kv.name]), _line("memcached", res[mc.name])
-        _ratio("kvcache / memcached", a, b, TARGETS["get"], res[mc.name])
-        print(f"2. set, {SMALL_KEYS} keys, uniform")
-        res = _runs([kv, mc], sets, STORED, args, warmup=0.5)
-        a, b = _line("kvcache", res[kv.name]), _line("memcached", res[mc.name])
-        _ratio("kvcache / memcached", a, b, TARGETS["set"], res[mc.name])
-        print(f"3. multi-get of {MGET_KEYS} keys, {SMALL_KEYS} keys preloaded (keys/s)")
-        res = _runs([kv, mc], mgets, END, args, warmup=0.5)
-        a = _line("kvcache", res[kv.name], per_key=True)
-        b = _line("memcached", res[mc.name], per_key=True)
-        _ratio("kvcache / memcached", a, b, TARGETS["mget"], res[mc.name])
-
-    data = ZIPF_KEYS * (len(loadgen.key_of(0)) + len(VALUE))
-    # a resident item takes 40 B of headers + key + value in the heap, and the
-    # evacuator keeps 12-22% of the heap free: size the heap for 25% of items
-    per_item = 40 + len(loadgen.key_of(0)) + len(VALUE)
-    small_mb = max(3, round(ZIPF_KEYS / 4 * per_item / 0.83 / MiB))
-    zipf = loadgen.get_requests(loadgen.zipf_indexes(ZIPF_KEYS, 400_000, ZIPF_S))
-    print(
-        f"4. Zipf {ZIPF_S} gets over {ZIPF_KEYS} preloaded keys, {data / 1e6:.1f} MB key+value;"
-        f" heap -m {small_mb} (for ~25% of the items) vs -m 128 (all local); far node on core"
-        f" {LOADGEN_CORE}"
-    )
-    with (
-        far_node() as far,
-        kvcache(small_mb, far) as small,
-        kvcache(128, far) as big,
-        memcached() as mc,
-    ):
-        for s in (small, big, mc):
-            t = loadgen.preload(s.port, ZIPF_KEYS, VALUE)
-            print(f"   preloaded {s.name}: {ZIPF_KEYS / t:.0f} sets/s (pipelined 500)")
-        warm = 1.0 if args.quick else 2.0
-        before = {s.name: _stats(s.port) for s in (small, big)}
-        res = _runs([small, big, mc], zipf, END, args, warmup=warm)
-        for s in (small, big):
-            after = _stats(s.port)
-            gets = int(after["cmd_get"]) - int(before[s.name]["cmd_get"])
-            hits = int(after.get("far_hits", 0)) - int(before[s.name].get("far_hits", 0))
-            resident = int(after["local_items"]) / max(int(after["curr_items"]), 1)
-            print(
-                f"   {s.name}: {resident:.1%} of the items resident, {hits / max(gets, 1):.1%}"
-                " of gets far hits (warm-up included)"
-            )
-        a = _line(f"kvcache -m {small_mb} (~25% local)", res[small.name])
-        b = _line("kvcache -m 128 (all local)", res[big.name])
-        c = _line("memcached -m 64 (reference)", res[mc.name])
-        _ratio("25% local / all-local", a, b, TARGETS["zipf"], res[big.name])
-        print(f"   {'kvcache all-local / memcached':<30} {b / c:10.2f}x   (for reference)")
-    print()
-    memory_overhead()
+    if "basic" in parts:
+        basic(args)
+    if "zipf" in parts:
+        zipf(args)
+    if "memory" in parts:
+        print()
+        memory_overhead()
     print()
     print(
         f"load average at the start: {load0}, at the end: {_loadavg()} (other work on the cores?)"
