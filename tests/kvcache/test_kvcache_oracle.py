@@ -125,7 +125,7 @@ STREAMS = {
     # -- exptime rules -----------------------------------------------------------------
     "exptime": b"set ex1 0 -1 1\r\na\r\nset ex2 0 100 1\r\nb\r\n"
     b"set ex3 0 %d 1\r\nc\r\nset ex4 0 %d 1\r\nd\r\nset ex5 0 2592000 1\r\ne\r\n"
-    b"set ex6 0 2592001 1\r\nf\r\nset ex7 0 1 1\r\ng\r\nset ex8 0 -2592001 1\r\nh\r\n"
+    b"set ex6 0 2592001 1\r\nf\r\nset ex7 0 5 1\r\ng\r\nset ex8 0 -2592001 1\r\nh\r\n"
     b"get ex1 ex2 ex3 ex4 ex5 ex6 ex7 ex8\r\nmg ex2 t\r\nmg ex4 t\r\nmg ex5 t\r\n"
     b"ms ex9 1 T-1\r\ni\r\nmg ex9 v\r\nms ex10 1 T%d\r\nj\r\nmg ex10 v t\r\n"
     % (NOW - 1000, NOW + 1000, NOW + 1000),
