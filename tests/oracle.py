@@ -8,14 +8,16 @@ and stops it by its PID. When the binary is missing the tests skip, saying so.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["Memcached", "free_port"]
+__all__ = ["Memcached", "Proc", "free_port", "talk"]
 
 
 def free_port() -> int:
@@ -23,6 +25,60 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+
+
+class Proc:
+    """A server process that prints `... listening on 127.0.0.1:PORT`; stopped by PID.
+
+    Its stderr lines (newlines stripped) are kept in `lines`; `port` is the
+    one its startup line names (0 when `ready` is None: nothing awaited).
+    """
+
+    def __init__(
+        self, argv: list[str], ready: re.Pattern | None = _LISTENING, timeout: float = 30.0
+    ):
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.lines: list[bytes] = []
+        self.port = 0
+        started = threading.Event()
+
+        def drain() -> None:
+            assert self.proc.stderr is not None
+            for raw in self.proc.stderr:
+                self.lines.append(raw.rstrip(b"\n"))
+                m = ready.search(raw) if ready else None
+                if m and not self.port:
+                    self.port = int(m.group(1))
+                    started.set()
+            started.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if ready is not None and (not started.wait(timeout) or not self.port):
+            self.stop()
+            raise RuntimeError(f"{argv} did not start: {self.lines[-5:]!r}")
+
+    def stop(self) -> int:
+        """SIGTERM by PID (SIGKILL after 15 s); the exit status."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class Memcached:

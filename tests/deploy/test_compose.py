@@ -22,15 +22,13 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 import pytest
+from oracle import Proc, free_port
 from pymemcache.client.base import Client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -178,53 +176,6 @@ def test_dockerfile_shape():
 
 # -- the command lines, run locally ------------------------------------------------
 
-_LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
-
-
-class Proc:
-    """A command line from the compose file run locally; stopped by PID."""
-
-    def __init__(self, argv: list[str], ready: re.Pattern | None = _LISTENING):
-        self.argv = argv
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        self.lines: list[bytes] = []
-        self.port = 0
-        started = threading.Event()
-
-        def drain() -> None:
-            assert self.proc.stderr is not None
-            for raw in self.proc.stderr:
-                self.lines.append(raw)
-                m = ready.search(raw) if ready else None
-                if m and not self.port:
-                    self.port = int(m.group(1))
-                    started.set()
-            started.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if ready is not None and (not started.wait(30) or not self.port):
-            self.stop()
-            raise AssertionError(f"{argv} did not start: {b''.join(self.lines[-5:])!r}")
-
-    def stop(self) -> int:
-        """SIGTERM by PID (SIGKILL after 15 s); the exit status."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _local(argv: list[str], subst: dict[str, str]) -> list[str]:
     """The container command line as run here: programs from the venv, local addresses."""
@@ -283,11 +234,11 @@ def test_compose_command_lines_run(config, tmp_path):
         assert settings[b"far"] == f"127.0.0.1:{far.port}".encode()
         deadline = time.monotonic() + 10
         while client.stats()[b"far_available"] != 1:  # authenticated with the secret
-            assert time.monotonic() < deadline, b"".join(cache.lines[-5:])
+            assert time.monotonic() < deadline, b"\n".join(cache.lines[-5:])
             time.sleep(0.1)
         client.close()
 
-        web = _free_port()
+        web = free_port()
         subst |= {"8089": str(web)}
         locust = Proc(
             _local(services["locust"]["entrypoint"] + services["locust"]["command"], subst),
