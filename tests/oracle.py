@@ -81,18 +81,19 @@ class Proc:
         self.stop()
 
 
-class Memcached:
+class Memcached(Proc):
     """A memcached process on 127.0.0.1 for exchanging raw bytes with."""
 
     def __init__(self, *args: str):
         binary = shutil.which("memcached")
         if binary is None:
             raise FileNotFoundError("memcached is not installed (apt-get install memcached)")
-        self.port = free_port()
-        cmd = [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", *args]
+        port = free_port()
+        cmd = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", *args]
         if os.geteuid() == 0:
             cmd += ["-u", "root"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        super().__init__(cmd, ready=None)  # memcached prints nothing: poll its port
+        self.port = port
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -110,16 +111,6 @@ class Memcached:
         Reads until the server has been quiet for `quiet` seconds or closed.
         """
         return talk(self.port, data, quiet, limit)
-
-    def stop(self) -> None:
-        """Stop the process by its PID and reap it."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 def talk(
