@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -210,11 +211,18 @@ class RemHashTable(Remoteable):
         self.free_slots.append(slot)
 
     def index_bytes(self) -> int:
-        """Local bytes of the index: slot index arrays, words, free slot list."""
+        """Local bytes of the index, by sys.getsizeof: its arrays, the words, the free slots.
+
+        The free-slot list holds int objects (ints above 256 are not shared).
+        """
+        size = sys.getsizeof
+        index = self.index
         return (
-            self.index.nbytes
-            + self.words.itemsize * len(self.words)
-            + 8 * len(self.free_slots)  # the free list's pointers (small ints shared)
+            size(index.entries)
+            + size(index.hashes)
+            + size(self.words)
+            + size(self.free_slots)
+            + sum(map(size, self.free_slots))
         )
 
     def __len__(self) -> int:

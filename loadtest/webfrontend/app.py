@@ -19,10 +19,9 @@ each (the same switch in every mode): warm-up, then a measured window.
 
 Local memory (the x-axis) is measured, never assumed, once the window ends:
     far     heap segment bytes at their peak (Heap.peak_used_bytes) + the
-            table's index (the SlotIndex arrays, or for a dict index
-            sys.getsizeof of the dict and its keys and ints; the word array,
-            the free-slot list and its ints) + the cuckoo filter's arrays +
-            the array's word array
+            table's index (RemHashTable.index_bytes: sys.getsizeof of the
+            SlotIndex arrays, the word array, the free-slot list and its
+            ints) + the cuckoo filter's arrays + the array's word array
     paging  sys.getsizeof of the frame bytearray, page table and the
             per-frame arrays (page, reference bit, dirty bit)
     local   sys.getsizeof of the dict, every key and value int, the element
@@ -173,25 +172,6 @@ class WebTable(RemHashTable):
                 bodies = []
         bulk_write(self.manager, ds, bodies, window)
 
-    def local_index_bytes(self) -> int:
-        """Bytes of the local index, whichever form it has (dict or SlotIndex arrays).
-
-        sys.getsizeof of every container and of the Python objects only they
-        hold: for a dict index its keys and slot ints, the slot->key list if
-        any, the word array, the free-slot list and its ints.
-        """
-        size = sys.getsizeof
-        index = self.index
-        if isinstance(index, dict):
-            n = size(index) + sum(map(size, index)) + sum(map(size, index.values()))
-        else:
-            n = index.nbytes
-        keys = getattr(self, "keys", None)
-        if isinstance(keys, list):
-            n += size(keys)
-        n += size(self.words) + size(self.free_slots) + sum(map(size, self.free_slots))
-        return n
-
 
 def bulk_write(mgr: Manager, ds: int, bodies: list[bytes], window: int = 2048) -> None:
     """Pipelined far WRITEs, at most `window` in flight; raises on any failure. May park."""
@@ -298,7 +278,7 @@ class FarBackend:
         """Measured local bytes by part."""
         return {
             "heap": self.mgr.heap.peak_used_bytes,
-            "index": self.table.local_index_bytes(),
+            "index": self.table.index_bytes(),
             "filter": self.table.filter.nbytes,
             "array_words": sys.getsizeof(self.arr.words),
         }
