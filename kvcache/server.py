@@ -165,6 +165,7 @@ class Connection(asyncio.Protocol):
                         else:
                             ev = parser.next_event()
                     except ProtocolError as exc:
+                        ev = None  # the error was the request: answer it, take the next
                         out.append(reply_for(exc))
                         if exc.close:
                             self._finish(out, scope)
