@@ -1,18 +1,22 @@
 """The far node's command line and the settings it yields.
 
-    farserver [-p 11311] [-l 127.0.0.1] [-m 1024] [--secret-file F] [-v]
+    farserver [-p 11311] [-l 127.0.0.1] [-m 1024] [--secret-file F] [--parent-fd N] [-v]
 
 `-p 0` picks an ephemeral port (printed in the startup line). The secret
 file's bytes, less one trailing newline, are the shared secret HELLO must
-present; without one, any secret is accepted.
+present; without one, any secret is accepted. `--parent-fd N` names the read
+end of a pipe whose write end the parent holds: when it reads end-of-file
+(the parent exited, however), the node stops as on SIGTERM. kvcache starts
+its embedded node so, and it never outlives the cache.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 
-from protocol.far import DEFAULT_MAX_FRAME
+from protocol.far import DEFAULT_MAX_FRAME, secret_from_file
 
 __all__ = ["DEFAULT_PORT", "Config", "parse_args"]
 
@@ -29,6 +33,7 @@ class Config:
     secret: bytes | None = None  # HELLO's shared secret; None accepts any
     verbose: bool = False  # -v: debug logging
     max_frame: int = DEFAULT_MAX_FRAME  # bytes after a frame's length field
+    parent_fd: int | None = None  # a pipe's read end: end-of-file = the parent is gone
 
     @property
     def limit_bytes(self) -> int:
@@ -42,10 +47,7 @@ def _read_secret(parser: argparse.ArgumentParser, path: str) -> bytes:
             secret = f.read()
     except OSError as exc:
         parser.error(f"cannot read secret file: {exc}")
-    if secret.endswith(b"\r\n"):
-        secret = secret[:-2]
-    elif secret.endswith(b"\n"):
-        secret = secret[:-1]
+    secret = secret_from_file(secret)
     if not secret:
         parser.error(f"secret file {path} is empty")
     return secret
@@ -62,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "-m", "--memory-limit", type=int, default=1024, metavar="MB", help="MiB of objects"
     )
     parser.add_argument("--secret-file", metavar="F", help="file holding HELLO's shared secret")
+    parser.add_argument(
+        "--parent-fd",
+        type=int,
+        metavar="N",
+        help="stop when this inherited pipe reaches end-of-file (the parent exited)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -69,4 +77,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if args.memory_limit < 1:
         parser.error(f"-m {args.memory_limit}: the limit is at least 1 MiB")
     secret = _read_secret(parser, args.secret_file) if args.secret_file else None
-    return Config(args.listen, args.port, args.memory_limit, secret, args.verbose)
+    if args.parent_fd is not None:
+        try:
+            os.fstat(args.parent_fd)
+        except OSError as exc:
+            parser.error(f"--parent-fd {args.parent_fd}: {exc.strerror}")
+    return Config(
+        args.listen,
+        args.port,
+        args.memory_limit,
+        secret,
+        args.verbose,
+        parent_fd=args.parent_fd,
+    )

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import secrets
 import signal
 import time
@@ -195,6 +196,25 @@ class FarConnection(asyncio.Protocol):
             self._transport.abort()
 
 
+def watch_parent(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Event) -> None:
+    """Set `stop` when the pipe `fd` reads end-of-file: the parent process is gone."""
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            logger.warning("farserver: parent process exited; stopping")
+            stop.set()
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, readable)
+
+
 async def serve(config: Config) -> None:
     """Run a far node until SIGTERM or SIGINT; then drain and return (hub only)."""
     loop = asyncio.get_running_loop()
@@ -212,6 +232,8 @@ async def serve(config: Config) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if config.parent_fd is not None:
+        watch_parent(loop, config.parent_fd, stop)
     sweeper: asyncio.TimerHandle | None = None
 
     def sweep() -> None:

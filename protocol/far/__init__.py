@@ -38,6 +38,7 @@ from protocol.far.bodies import (
     encode_stats_reply,
     encode_write,
     item_header,
+    secret_from_file,
 )
 from protocol.far.codes import MAX_NAME, VERSION, DsType, Op, Status
 from protocol.far.compute import (
@@ -111,4 +112,5 @@ __all__ = [
     "encode_stats_reply",
     "encode_write",
     "item_header",
+    "secret_from_file",
 ]

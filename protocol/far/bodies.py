@@ -69,6 +69,7 @@ __all__ = [
     "encode_stats_reply",
     "encode_write",
     "item_header",
+    "secret_from_file",
 ]
 
 MAX_OPNAME = 32  # bytes of a compute op's ASCII name
@@ -204,6 +205,13 @@ def decode_compute(body: bytes) -> tuple[str, bytes, bytes]:
 
 
 # -- session and structures --------------------------------------------------
+
+
+def secret_from_file(data: bytes) -> bytes:
+    """The shared secret a secret file's bytes hold: less one trailing newline (LF or CRLF)."""
+    if data.endswith(b"\r\n"):
+        return data[:-2]
+    return data[:-1] if data.endswith(b"\n") else data
 
 
 def encode_hello(version: int, secret: bytes = b"") -> bytes:
