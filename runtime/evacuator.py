@@ -11,7 +11,10 @@ clock hand), until free segments reach the stop mark (22%):
       cold, dirty                    -> mark EVACUATING, write back in a batch;
                                         on the far node's ack, if still marked,
                                         the object becomes far (or stays local
-                                        and clean if it was touched meanwhile)
+                                        and clean if it was touched meanwhile);
+                                        if a mutator overtook it, or no answer
+                                        came and a cache drops it, the owner
+                                        hears of the copy the node may hold
       cold, dirty, no far node       -> drop if the owner may forget (a cache),
                                         else keep (copy to survivor)
 
@@ -76,6 +79,9 @@ class EvacHandler(Protocol):
 
     def evac_reclaim(self, slot: int) -> None:
         """The dead object was reclaimed."""
+
+    def evac_unsure(self, body: bytes) -> None:
+        """The far node may hold this write-back's bytes though the object moved on."""
 
 
 class Evacuator:
@@ -284,7 +290,11 @@ class Evacuator:
         ):
             w = owner.words[slot]
             if (w ^ marked) & ~HOT_MASK:
-                continue  # written or moved meanwhile: the mutator owns it now
+                # written or moved meanwhile: the mutator owns it now, and the
+                # node holds (or, with no answer, may yet hold) an older copy
+                if status is None or status == 0:
+                    owner.evac_unsure(body)
+                continue
             seg_id, off = segment_of(w), offset_of(w)
             seg = heap.segments[seg_id]
             if status != 0:  # 0 is OK; a status or an exception is a failure
@@ -292,6 +302,8 @@ class Evacuator:
                 w &= ~EVACUATING
                 owner.words[slot] = w
                 if owner.may_forget:
+                    if status is None:  # no answer: the node may still apply it
+                        owner.evac_unsure(body)
                     owner.evac_forget(slot)
                     heap.free(seg_id, off)
                     self.forgotten += 1

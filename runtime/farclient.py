@@ -15,7 +15,16 @@ timeouts, reconnection, and the data structures constructed on the node.
   not one timer per request); a late reply is dropped.
 - While the node is down, requests fail at once with FarUnavailable (no
   parking, no queueing) and the client reconnects in the background with
-  exponential backoff (50 ms doubling to 2 s).
+  exponential backoff (50 ms doubling to 2 s; `kick()` retries at once, as
+  when a supervised node has been restarted).
+- A node that keeps its connection but stops answering (SIGSTOP, a hung
+  host) is *stalled* after STALL_TIMEOUTS requests time out in a row with no
+  reply between them: it is then treated as down (outstanding requests fail,
+  new ones fail at once) while a PING probes it every PROBE_PERIOD; its
+  first answer takes it back. Replies come in order on the one connection,
+  so by then every request sent before the stall has been dealt with.
+- The log says, at WARNING, when the node is lost, stalled, unreachable (at
+  once, then every WARN_PERIOD while it stays so) and when it is back.
 - HELLO with the shared secret opens every connection. Data structures are
   registered once (`register`) and constructed on every node the client
   reaches; when the node turns out to be a new instance (its HELLO name
@@ -45,11 +54,15 @@ from protocol.far import (
     encode_hello,
 )
 from runtime import hub as _hub
-from runtime.errors import FarTimeout, FarUnavailable
+from runtime.errors import FarMemoryError, FarTimeout, FarUnavailable
 
 __all__ = ["FarClient", "FarStructure"]
 
 log = logging.getLogger("runtime.farclient")
+
+STALL_TIMEOUTS = 3  # requests timed out in a row, no reply between: the node is stalled
+PROBE_PERIOD = 0.25  # seconds between PINGs to a stalled node (at most the timeout)
+WARN_PERIOD = 30.0  # seconds between "still unreachable" warnings
 
 Callback = Callable[[Any, Any], None]  # (status | None, body | exception)
 
@@ -119,16 +132,27 @@ class FarClient:
         self._wbuf: list[bytes] = []
         self._flush_pending = False
         self.closed = False  # close() was called: no more connecting
+        self.closing = False  # the owner is shutting down: losing the node is not news
         self._backoff = 0.05
         self._ready_waiters: list[_hub.Waiter] = []
         self._connecting: asyncio.Task | None = None
+        self._kick: asyncio.Future | None = None  # the reconnect loop's backoff sleep
         self._timer: asyncio.TimerHandle | None = None
+        self._probe: asyncio.TimerHandle | None = None
+        self.stalled = False  # connected, but it stopped answering: treated as down
+        self._timeouts_in_row = 0  # timeouts since the last reply
+        self._down_since: float | None = time.monotonic()  # None while available
+        self._warned_at = 0.0  # monotonic time of the last "unreachable" warning
+        self._attempts = 0  # connection attempts since the node went down
+        self.connected_once = False
         # stats
         self.requests = 0
         self.timeouts = 0
         self.failures = 0  # requests failed because the node was down or lost
         self.reconnects = 0
         self.resets = 0  # new node instances seen
+        self.stalls = 0  # times the node was declared stalled
+        self.downtime = 0.0  # seconds unavailable, over past outages
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -155,15 +179,22 @@ class FarClient:
             if w in self._ready_waiters:
                 self._ready_waiters.remove(w)
 
+    def kick(self) -> None:
+        """Retry a down node now, not at the end of the backoff. Never parks."""
+        self._backoff = 0.05
+        if self._kick is not None and not self._kick.done():
+            self._kick.set_result(None)
+
     def close(self) -> None:
-        """Drop the connection, fail outstanding requests, stop reconnecting."""
+        """Drop the connection, fail outstanding requests, stop reconnecting (silently)."""
         self.closed = True
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for handle in (self._timer, self._probe):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._probe = None
         if self._proto is not None and self._proto.transport is not None:
             self._proto.transport.close()
         self._fail_all(FarUnavailable("far client closed"))
@@ -252,7 +283,17 @@ class FarClient:
         status, body = self.call(Op.STATS, 0, b"")
         return decode_stats_reply(body) if status == Status.OK else {}
 
-    def stats(self) -> dict[str, int]:
+    @property
+    def state(self) -> str:
+        """up, stalled, or down."""
+        return "up" if self.available else "stalled" if self.stalled else "down"
+
+    def down_seconds(self) -> float:
+        """Seconds the node has been unavailable (0 while it is up)."""
+        since = self._down_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def stats(self) -> dict[str, Any]:
         """Client-side counters."""
         return {
             "far_requests": self.requests,
@@ -260,8 +301,11 @@ class FarClient:
             "far_failures": self.failures,
             "far_reconnects": self.reconnects,
             "far_resets": self.resets,
+            "far_stalls": self.stalls,
             "far_outstanding": len(self._outstanding),
             "far_available": int(self.available),
+            "far_state": self.state,
+            "far_down_seconds": round(self.downtime + self.down_seconds(), 3),
         }
 
     # -- internals -----------------------------------------------------------
@@ -274,6 +318,7 @@ class FarClient:
             proto.transport.write(b"".join(buf))
 
     def _deliver(self, frame: Any) -> None:
+        self._timeouts_in_row = 0  # it answers (even late): not stalled
         entry = self._outstanding.pop(frame.req_id, None)
         if entry is None:
             return  # timed out already: a late reply
@@ -294,12 +339,72 @@ class FarClient:
         for rid in expired:
             cb, _ = out.pop(rid)
             self.timeouts += 1
+            self._timeouts_in_row += 1
             try:
                 cb(None, FarTimeout(f"far node gave no reply in {self.timeout} s"))
             except Exception:
                 log.exception("far request callback failed")
+        if self._timeouts_in_row >= STALL_TIMEOUTS and self.available:
+            self._stall()
         if not self.closed:
             self._schedule_timer()
+
+    def _went_down(self) -> None:
+        """Bookkeeping for up -> down (lost or stalled)."""
+        self.available = False
+        self._down_since = time.monotonic()
+        self._warned_at = self._down_since
+        self._attempts = 0
+
+    def _came_up(self, how: str) -> None:
+        """Bookkeeping and the log line for down -> up."""
+        down = self.down_seconds()
+        self.downtime += down
+        self._down_since = None
+        self.available = True
+        if self.connected_once:
+            log.warning("far node %s:%d is back (%s after %.1f s)", self.host, self.port, how, down)
+        self.connected_once = True
+        for st in self.structures:
+            back = getattr(st.owner, "on_far_back", None)
+            if back is not None:
+                back()
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for w in waiters:
+            w.switch(True)
+
+    def _stall(self) -> None:
+        """Too many timeouts in a row: treat the node as down and probe it."""
+        self.stalls += 1
+        self.stalled = True
+        self._went_down()
+        log.warning(
+            "far node %s:%d stalled: %d requests in a row got no reply in %s s; "
+            "serving without it, probing it with PING",
+            self.host,
+            self.port,
+            self._timeouts_in_row,
+            self.timeout,
+        )
+        self._fail_all(FarUnavailable(f"far node {self.host}:{self.port} stalled"))
+        self._send_probe()
+
+    def _send_probe(self) -> None:
+        """One PING in flight at a time; the next goes out when it failed."""
+        self._probe = None
+        if self.stalled and not self.closed and self._proto is not None:
+            self._send(Op.PING, 0, b"probe", self._probed)
+
+    def _probed(self, status: Any, body: Any) -> None:
+        if not self.stalled or self.closed:
+            return
+        if status is None:  # no answer in time: probe again shortly
+            period = min(PROBE_PERIOD, self.timeout)
+            self._probe = self.hub.loop.call_later(period, self._send_probe)
+            return
+        self.stalled = False
+        self._timeouts_in_row = 0
+        self._came_up("it answered a PING")
 
     def _fail_all(self, exc: Exception) -> None:
         out, self._outstanding = self._outstanding, {}
@@ -315,12 +420,19 @@ class FarClient:
         if proto is not self._proto:
             return
         self._proto = None
-        was = self.available
-        self.available = False
+        was = self.available or self.stalled
+        if self.available:
+            self._went_down()
+        self.stalled = False
         self._fail_all(FarUnavailable(f"lost far node {self.host}:{self.port}: {exc}"))
+        if self.closed:
+            return  # our own close(): nothing was lost
+        if self.closing:
+            was = False  # the owner is shutting down: reconnect, but say nothing
         if was:
-            log.warning("lost far node %s:%d; reconnecting", self.host, self.port)
-        if not self.closed and self._connecting is None:
+            why = f": {exc}" if exc is not None else " (it closed the connection)"
+            log.warning("lost far node %s:%d%s; reconnecting", self.host, self.port, why)
+        if self._connecting is None:
             self._connecting = self.hub.loop.create_task(self._connect_loop())
 
     async def _connect_loop(self) -> None:
@@ -331,18 +443,37 @@ class FarClient:
                     await self._connect_once()
                     self._backoff = 0.05
                     return
-                except (TimeoutError, OSError, FarUnavailable, FrameError) as exc:
-                    # a refusal (wrong secret, bad frames) is worth saying; a node not up yet is not
-                    level = logging.DEBUG if isinstance(exc, OSError) else logging.WARNING
-                    log.log(level, "far connect to %s:%d failed: %s", self.host, self.port, exc)
+                except (TimeoutError, OSError, FarMemoryError, FrameError) as exc:
+                    self._attempts += 1
+                    self._connect_failed(exc)
                     if self._proto is not None and self._proto.transport is not None:
                         self._proto.transport.close()
                     self._proto = None
-                await asyncio.sleep(self._backoff)
+                self._kick = loop.create_future()
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._kick), self._backoff)
+                except TimeoutError:
+                    pass
+                finally:
+                    self._kick = None
                 self._backoff = min(self._backoff * 2, 2.0)
         finally:
             self._connecting = None
-            del loop
+
+    def _connect_failed(self, exc: BaseException) -> None:
+        """Log a failed attempt: at once at startup, then every WARN_PERIOD while down."""
+        now = time.monotonic()
+        first = not self.connected_once and self._attempts == 1
+        refused = not isinstance(exc, OSError)  # a wrong secret, bad frames: always worth saying
+        if first or refused or now - self._warned_at >= WARN_PERIOD:
+            self._warned_at = now
+            if first:
+                what = "far memory is off until it answers"
+            else:
+                what = f"still, after {self.down_seconds():.0f} s and {self._attempts} attempts"
+            log.warning("far node %s:%d unreachable (%s): %s", self.host, self.port, exc, what)
+        else:
+            log.debug("far connect to %s:%d failed: %s", self.host, self.port, exc)
 
     async def _connect_once(self) -> None:
         loop = self.hub.loop
@@ -373,11 +504,10 @@ class FarClient:
         if self.node_name:
             self.reconnects += 1
         self.node_name = name
-        self.available = True
-        log.info("connected to far node %s at %s:%d", name, self.host, self.port)
-        waiters, self._ready_waiters = self._ready_waiters, []
-        for w in waiters:
-            w.switch(True)
+        self._timeouts_in_row = 0
+        if not self.connected_once:
+            log.info("connected to far node %s at %s:%d", name, self.host, self.port)
+        self._came_up("reconnected" if not new_node else f"a new instance, {name}")
 
     def _request(self, op: int, ds: int, body: bytes) -> asyncio.Future:
         fut = self.hub.loop.create_future()

@@ -25,6 +25,13 @@
   REMOVE the node answered OK (or that failed: then no stale copy may ever
   be read), or the node's `gone` log (every second) naming keys it evicted
   or expired. A false positive (~0.24%) never costs another key its entry.
+- A far copy that may be stale but could not be removed (the node was
+  down or stalled, a REMOVE got no answer, a write-back was overtaken by a
+  mutator or got no answer) loses its filter entry at once and its key is
+  remembered (up to UNSURE_MAX keys); when the node answers again those
+  keys are REMOVEd before anything else is sent, and a flush_all the node
+  missed is sent then. So no stale copy outlives an outage, even one a
+  filter false positive could reach.
 - The table is a cache (may_forget): with no far node, cold items are
   evicted as memcached evicts them. A far node that restarted lost every far
   item: the filter is cleared and resident items become the only copies.
@@ -50,6 +57,7 @@ from protocol.far import (
     decode_compute_reply,
     decode_item,
     decode_names,
+    decode_write,
     encode_compute,
     encode_compute_args,
     encode_name,
@@ -96,6 +104,7 @@ TOKEN_SENT = 4  # state: a client won the recache token (mg W then Z)
 _OBJ_ITEM = struct.Struct(f"<I{HEADER_SIZE - 4}x" + ITEM_HEADER.format[1:])
 _NKEY = struct.Struct("<H")  # at offset 20
 GONE_PERIOD = 1.0  # seconds between polls of the far node's `gone` log
+UNSURE_MAX = 1 << 16  # keys with maybe-stale far copies remembered while the node is away
 
 log = logging.getLogger("runtime.hashtable")
 _HOT_MASK = HOT_MAX << HOT_SHIFT
@@ -177,8 +186,13 @@ class RemHashTable(Remoteable):
             "reclaimed": 0,  # expired items reclaimed
             "far_gone": 0,  # keys the far node reported evicted or expired
             "far_gone_lost": 0,  # such reports its bounded log dropped (stale filter entries)
+            "far_lost": 0,  # far-only items lost with a far node that restarted
+            "far_unsure": 0,  # maybe-stale far copies queued for removal
+            "far_unsure_dropped": 0,  # such copies past UNSURE_MAX (left to the filter)
         }
         self._generation = 0  # bumped by clear/reset: older far replies are ignored
+        self._unsure: set[bytes] = set()  # keys to REMOVE far when the node answers again
+        self._clear_pending = False  # a flush_all the far node has not heard of
         super().__init__(manager, 0, {"evict": True})
         if manager.far is not None:
             manager.hub.loop.call_later(GONE_PERIOD, self._poll_gone)
@@ -586,13 +600,64 @@ class RemHashTable(Remoteable):
             )
         else:
             # nobody to ask: drop the entry now, so that a far copy left
-            # behind can never be read back
+            # behind can never be read back, and remove it when the node is back
             self.filter.discard(key)
+            self._unsure_copy(key)
 
     def _removed(self, key: bytes, status: Any, gen: int) -> None:
         """A REMOVE's reply (hub): OK, the copy was there; None, it may still be."""
         if gen == self._generation and (status == Status.OK or status is None):
             self.filter.discard(key)
+            if status is None:
+                self._unsure_copy(key)
+
+    def _cleared(self, status: Any, body: Any) -> None:
+        """A flush_all's far clear got no answer: send it again when the node answers."""
+        if status is None:
+            self._clear_pending = True
+
+    def _unsure_copy(self, key: bytes) -> None:
+        """The far node may hold a stale copy of `key`: REMOVE it when the node answers."""
+        if key in self._unsure:
+            return
+        if len(self._unsure) < UNSURE_MAX:
+            self._unsure.add(key)
+            self.stats["far_unsure"] += 1
+        else:
+            self.stats["far_unsure_dropped"] += 1
+
+    def _remove_unsure(self, key: bytes) -> None:
+        """REMOVE a maybe-stale far copy now, or once the node answers again. Never parks."""
+        far = self.manager.far
+        st = self.far_ds
+        if far is None or st is None or not st.ds or not far.available:
+            self._unsure_copy(key)
+            return
+        gen = self._generation
+
+        def done(status: Any, body: Any) -> None:
+            if status is None and gen == self._generation:
+                self._unsure_copy(key)  # no answer: try again when it answers
+
+        far.submit(Op.REMOVE, st.ds, encode_name(key), done)
+
+    def evac_unsure(self, body: bytes) -> None:
+        """A write-back the node may hold though the item moved on: remove that copy."""
+        self._remove_unsure(bytes(decode_write(body)[0]))
+
+    def on_far_back(self) -> None:
+        """The far node answers again: first remove what it may hold stale (hub)."""
+        far = self.manager.far
+        st = self.far_ds
+        if far is None or st is None or not st.ds:
+            return
+        if self._clear_pending:
+            self._clear_pending = False
+            self._unsure.clear()
+            far.submit(Op.COMPUTE, st.ds, encode_compute("clear", b""), self._cleared)
+        keys, self._unsure = self._unsure, set()
+        for key in keys:
+            self._remove_unsure(key)
 
     def _remove_local(self, slot: int) -> None:
         w = self.words[slot]
@@ -630,6 +695,7 @@ class RemHashTable(Remoteable):
             status, _ = far.call(Op.REMOVE, ds, encode_name(key))
         except FarMemoryError:
             self.filter.discard(key)  # it may still be there: never read it back
+            self._unsure_copy(key)
             raise
         if status == Status.OK:
             self.filter.discard(key)
@@ -645,8 +711,11 @@ class RemHashTable(Remoteable):
         self._generation += 1
         far = self.manager.far
         st = self.far_ds
+        self._unsure.clear()
         if far is not None and st is not None and st.ds and far.available:
-            far.submit(Op.COMPUTE, st.ds, encode_compute("clear", b""), _ignore)
+            far.submit(Op.COMPUTE, st.ds, encode_compute("clear", b""), self._cleared)
+        elif far is not None:
+            self._clear_pending = True  # sent when the node answers again
 
     # -- in-place changes of a resident item (memcached's touch, meta flags) ----------
 
@@ -746,8 +815,14 @@ class RemHashTable(Remoteable):
 
     def on_far_reset(self) -> None:
         """The far node restarted: far items are gone; resident ones are the only copies."""
+        lost = self.far_only()
+        self.stats["far_lost"] += lost
+        if lost:
+            log.warning("%d items whose only copy was far are lost with that node", lost)
         self.filter.clear()
         self._generation += 1
+        self._unsure.clear()
+        self._clear_pending = False
         self.resident_far = 0
         words = self.words
         for slot in self.index.slots():

@@ -280,6 +280,16 @@ class Remoteable:
         """Dead objects do not exist in plain structures."""
         self.words[slot] = 0
 
+    def evac_unsure(self, body: bytes) -> None:
+        """A write-back (WRITE `body`) the node may yet apply no longer matches the object.
+
+        Plain structures keep such objects local and dirty: their next
+        write-back overwrites whatever the node holds.
+        """
+
+    def on_far_back(self) -> None:
+        """The far node answers again after being down or stalled."""
+
     def on_far_reset(self) -> None:
         """The far node restarted: far-only objects are lost, local ones dirty."""
         words = self.words
