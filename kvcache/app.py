@@ -1,14 +1,23 @@
 """Wiring: hub, far node, runtime, table, dispatcher, listener; signals.
 
-Startup prints `kvcache listening on HOST:PORT` (the port is the real one
-when -p 0 picks an ephemeral port). SIGTERM/SIGINT: stop accepting, let
-in-flight requests finish (up to 5 s), stop the embedded far node, exit 0.
+Startup: bind the listening socket first (a port that cannot be bound is
+one line, `kvcache: cannot listen on HOST:PORT: <reason>`, exit status 1,
+and no child is ever started), then start the embedded far node (without
+--far) and its supervisor, give the far node up to --far-timeout to answer
+(cold items evacuated before it does would be dropped), then print `kvcache
+listening on HOST:PORT` (the port is the real one when -p 0 picks an
+ephemeral port). SIGTERM/SIGINT:
+stop accepting, let in-flight requests finish (up to 5 s), close the far
+client (quietly: a shutdown is not a lost node), stop the embedded far node,
+exit 0. Should kvcache die any other way, the node stops by itself (its
+lifeline pipe, runtime.farprocess).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -19,7 +28,7 @@ from kvcache.server import Listener
 from kvcache.stats import FarNodeStats
 from runtime import hub as _hub
 from runtime.farclient import FarClient
-from runtime.farprocess import FarProcess
+from runtime.farprocess import FarProcess, NodeSupervisor
 from runtime.hashtable import RemHashTable
 from runtime.manager import Manager
 
@@ -38,17 +47,17 @@ class App:
         _hub.set_hub(self.hub)
         asyncio.set_event_loop(self.hub.loop)
         s = settings
-        secret = b""
-        if s.secret_file:
-            with open(s.secret_file, "rb") as f:
-                secret = f.read().rstrip(b"\n")
+        self.supervisor: NodeSupervisor | None = None
+        self.port = s.port  # the port actually bound, once run() has bound it
         far = None
-        if s.far is None:
-            self.node = FarProcess(memory_mb=s.far_memory_mb, secret_file=s.secret_file)
-            far = FarClient("127.0.0.1", self.node.port, secret, s.far_timeout, self.hub)
+        if s.far is None:  # started by run(), once the listening socket is bound
+            self.node = FarProcess(
+                memory_mb=s.far_memory_mb, secret_file=s.secret_file, start=False
+            )
+            far = FarClient("127.0.0.1", 0, s.secret, s.far_timeout, self.hub)
         elif s.far != "none":
             host, _, port = s.far.rpartition(":")
-            far = FarClient(host, int(port), secret, s.far_timeout, self.hub)
+            far = FarClient(host, int(port), s.secret, s.far_timeout, self.hub)
         self.manager = Manager(s.memory_mb << 20, far, hub=self.hub)
         self.table = RemHashTable(self.manager, nt_threshold=s.nt_threshold)
         self.dispatcher = Dispatcher(
@@ -61,6 +70,7 @@ class App:
         self.dispatcher.stats_source = self.listener.stats
         self.dispatcher.settings_source = self._settings
         self.dispatcher.far_stats = FarNodeStats(far) if far is not None else None
+        self.dispatcher.supervision_source = self._supervision
         self._stopping = False
 
     def _settings(self) -> list[tuple[str, object]]:
@@ -68,28 +78,59 @@ class App:
         far = s.far or (f"embedded 127.0.0.1:{self.node.port}" if self.node else "none")
         return [
             ("maxconns", s.max_connections),
-            ("port", s.port),
+            ("port", self.port),
             ("listen", s.listen),
+            ("backlog", s.listen_backlog),
             ("far", far),
         ]
+
+    def _supervision(self) -> dict[str, object]:
+        return self.supervisor.stats() if self.supervisor is not None else {}
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (or `shutdown`); the exit status."""
         loop = self.hub.loop
-        self.manager.start()
-        server = loop.run_until_complete(
-            loop.create_server(self.listener.protocol, self.settings.listen, self.settings.port)
-        )
-        self.listener.server = server
-        port = server.sockets[0].getsockname()[1]
-        print(f"kvcache listening on {self.settings.listen}:{port}", file=sys.stderr, flush=True)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
+        s = self.settings
         try:
+            server = loop.run_until_complete(
+                loop.create_server(
+                    self.listener.protocol, s.listen, s.port, backlog=s.listen_backlog
+                )
+            )
+        except OSError as exc:
+            print(f"kvcache: cannot listen on {s.listen}:{s.port}: {_reason(exc)}", file=sys.stderr)
+            self._cleanup()
+            return 1
+        self.listener.server = server
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            if self.node is not None:
+                try:
+                    self.node.start()
+                except (RuntimeError, OSError) as exc:
+                    print(f"kvcache: the embedded far node did not start: {exc}", file=sys.stderr)
+                    return 1
+                assert self.manager.far is not None
+                self.manager.far.port = self.node.port
+                self.supervisor = NodeSupervisor(self.node, loop, self.manager.far)
+            self.manager.start()
+            self._await_far(loop)
+            print(f"kvcache listening on {s.listen}:{self.port}", file=sys.stderr, flush=True)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
             loop.run_forever()
         finally:
             self._cleanup()
         return 0
+
+    def _await_far(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give the far node up to --far-timeout to answer before serving (it warns if not)."""
+        far = self.manager.far
+        if far is None:
+            return
+        deadline = time.monotonic() + self.settings.far_timeout
+        while not far.available and time.monotonic() < deadline:
+            loop.run_until_complete(asyncio.sleep(0.005))
 
     def _memlimit(self, mb: int) -> bool:
         """cache_memlimit: resize the local heap (-m) at run time."""
@@ -108,6 +149,8 @@ class App:
             return
         self._stopping = True
         log.info("stopping")
+        if self.manager.far is not None:
+            self.manager.far.closing = True  # what happens to the node from now on is ours
         if self.listener.server is not None:
             self.listener.server.close()
         deadline = time.monotonic() + 5.0
@@ -125,11 +168,21 @@ class App:
 
     def _cleanup(self) -> None:
         self.manager.close()
-        if self.node is not None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        elif self.node is not None:
             self.node.stop()
+        if self.listener.server is not None:
+            self.listener.server.close()
         loop = self.hub.loop
         try:
             loop.run_until_complete(asyncio.sleep(0))
         except RuntimeError:
             pass
         _hub.set_hub(None)
+
+
+def _reason(exc: OSError) -> str:
+    """`address already in use`: the OS's words for an error, lower-cased."""
+    text = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or str(exc))
+    return text[:1].lower() + text[1:]

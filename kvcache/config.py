@@ -1,18 +1,23 @@
 """Command-line settings of the kvcache server.
 
-    kvcache [-p 11211] [-l 127.0.0.1] [-m MB] [-I SIZE] [-c CONNS]
+    kvcache [-p 11211] [-l 127.0.0.1] [-m MB] [-I SIZE] [-c CONNS] [-b BACKLOG]
             [--far HOST:PORT | none] [--far-memory MB] [--nt-threshold SIZE]
             [--far-timeout SECONDS] [--secret-file F] [-A] [-v]
 
 Without --far an embedded far node is started as a child process on an
-ephemeral loopback port (and stopped on exit); `--far none` runs local only:
-cold items are evicted, as memcached evicts them.
+ephemeral loopback port (supervised: restarted when it dies; stopped on
+exit); `--far none` runs local only: cold items are evicted, as memcached
+evicts them. -I is bounded as memcached bounds it: at least 1024 bytes, at
+most 1 GiB and at most half of -m. A secret file that cannot be read is a
+one-line error (exit status 1), as is a port that cannot be bound.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+
+from protocol.far import secret_from_file
 
 __all__ = ["Settings", "parse_args", "parse_size"]
 
@@ -51,11 +56,13 @@ class Settings:
     memory_mb: int = 64  # local heap budget
     item_size_max: int = 1 << 20  # bytes, -I
     max_connections: int = 1024
+    listen_backlog: int = 1024  # -b: the listen queue, memcached's default
     far: str | None = None  # HOST:PORT, "none", or None: start an embedded node
     far_memory_mb: int = 1024  # the embedded node's -m
     nt_threshold: int | None = None  # values this big are read non-temporally
     far_timeout: float = 2.0  # seconds a far request may take
     secret_file: str | None = None
+    secret: bytes = b""  # the secret file's bytes less one trailing newline
     enable_shutdown: bool = False  # -A: allow the shutdown command
     verbose: int = 0
 
@@ -70,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ap.add_argument("-m", "--memory-limit", type=int, default=64, help="local heap MB (default 64)")
     ap.add_argument("-I", "--max-item-size", type=parse_size, default=1 << 20, help="e.g. 1m")
     ap.add_argument("-c", "--conn-limit", type=int, default=1024, help="max connections")
+    ap.add_argument(
+        "-b", "--listen-backlog", type=int, default=1024, help="listen queue (default 1024)"
+    )
     ap.add_argument("--far", type=_far, default=None, help="far node HOST:PORT, or none")
     ap.add_argument("--far-memory", type=int, default=1024, help="embedded far node MB")
     ap.add_argument("--nt-threshold", type=parse_size, default=None, help="non-temporal size")
@@ -80,17 +90,37 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     a = ap.parse_args(argv)
     if a.memory_limit < 3:
         ap.error("-m must be at least 3 (MB: three 1 MiB segments)")
+    if a.max_item_size < 1024:
+        ap.error("-I: item max size cannot be less than 1024 bytes")
+    if a.max_item_size > 1 << 30:
+        ap.error("-I: cannot set item size limit higher than a gigabyte")
+    if a.max_item_size > (a.memory_limit << 20) // 2:
+        ap.error(
+            f"-I: cannot set item size limit higher than 1/2 of memory max (-m {a.memory_limit})"
+        )
+    if a.listen_backlog < 1:
+        ap.error("-b: the listen backlog must be at least 1")
+    secret = b""
+    if a.secret_file:
+        try:
+            with open(a.secret_file, "rb") as f:
+                secret = f.read()
+        except OSError as exc:
+            ap.exit(1, f"kvcache: cannot read --secret-file {a.secret_file}: {exc.strerror}\n")
+        secret = secret_from_file(secret)
     return Settings(
         port=a.port,
         listen=a.listen,
         memory_mb=a.memory_limit,
         item_size_max=a.max_item_size,
         max_connections=a.conn_limit,
+        listen_backlog=a.listen_backlog,
         far=a.far,
         far_memory_mb=a.far_memory,
         nt_threshold=a.nt_threshold,
         far_timeout=a.far_timeout,
         secret_file=a.secret_file,
+        secret=secret,
         enable_shutdown=a.enable_shutdown,
         verbose=a.verbose,
     )

@@ -110,6 +110,7 @@ class Dispatcher:
         self.version_string = VERSION
         self.settings_source: Callable[[], list[tuple[str, Any]]] | None = None
         self.far_stats: Any = None  # kvcache.stats.FarNodeStats, when there is a far node
+        self.supervision_source: Callable[[], dict[str, Any]] | None = None  # embedded node
         self._cas = 0
         self._flush_timer: Any = None
         self.detail_on = False  # `stats detail on|off`
@@ -485,9 +486,11 @@ class Dispatcher:
         self.table.clear()
 
     def stats(self, req: Any, scope: DerefScope, out: list) -> None:
-        """stats [group]."""
+        """stats [group]; the general and far groups wait briefly for the far node's. May park."""
         from kvcache.stats import compose_group
 
+        if self.far_stats is not None and (not req.args or req.args[0] == b"far"):
+            self.far_stats.refresh()  # may park: before anything is composed
         out.append(compose_group(self, req.args))
 
     def version(self, req: Any, scope: DerefScope, out: list) -> None:

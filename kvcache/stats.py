@@ -10,8 +10,13 @@
     stats cachedump <class> <limit>   resident items of class 1
     stats reset      RESET (counters and prefix stats)
 
-Values that need the far node (its bytes and items) come from its STATS,
-fetched in the background at most once a second, so `stats` never parks.
+Values that need the far node (its bytes, its evictions) come from its
+STATS, asked for afresh by each `stats` and `stats far` (the request parks
+for at most FarNodeStats.WAIT; the last answer serves if none comes). While
+the far node is unavailable nothing describes it: far_items is 0 (the items
+that may come back with it are `far_items_unreachable`), curr_items counts
+resident items, node_* stats are absent. Items lost with a node that came
+back empty are counted in `far_items_lost`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from protocol import ClientError, CommandError
 from protocol.far import Op, Status, decode_stats_reply
 from protocol.memcache import END, OK, RESET, compose_stats
 from protocol.memcache.numbers import strtoul32
+from runtime import hub as _hub
 from runtime.scope import DerefScope
 
 if TYPE_CHECKING:
@@ -36,25 +42,47 @@ _STARTED = time.time()
 
 
 class FarNodeStats:
-    """The far node's STATS, refreshed in the background (never parks)."""
+    """The far node's STATS, fetched when asked for; nothing while the node is down."""
+
+    WAIT = 0.5  # seconds a `stats` waits for the node's answer
 
     def __init__(self, far: Any):
         self.far = far
-        self.values: dict[str, Any] = {}
-        self._asked = 0.0
+        self.values: dict[str, Any] = {}  # the current node instance's last answer
+        self.node_name = ""  # the instance that gave it
+        self.past_evictions = 0  # evictions of earlier instances (restarted, gone)
 
-    def get(self) -> dict[str, Any]:
-        """The last answer; asks for a fresh one if this one is over a second old."""
+    def refresh(self) -> None:
+        """Ask the node for its STATS and wait briefly for them. May park.
+
+        From the hub it raises WouldPark first (nothing changed).
+        """
         far = self.far
-        now = time.monotonic()
-        if far is not None and far.available and now - self._asked > 1.0:
-            self._asked = now
-            far.submit(Op.STATS, 0, b"", self._answer)
+        if far is None or not far.available:
+            return
+        _hub.check_can_park()
+        waiter = _hub.Waiter(far.hub)
+        far.submit(Op.STATS, 0, b"", lambda status, body: waiter.switch((status, body)))
+        try:
+            status, body = waiter.get(self.WAIT)
+        except TimeoutError:
+            return
+        if status == Status.OK:
+            if far.node_name != self.node_name:
+                self.past_evictions += self.values.get("evictions", 0)
+                self.node_name = far.node_name
+            self.values = decode_stats_reply(body)
+
+    def current(self) -> dict[str, Any]:
+        """The node's last figures while it is available; {} while it is not."""
+        far = self.far
+        if far is None or not far.available or far.node_name != self.node_name:
+            return {}
         return self.values
 
-    def _answer(self, status: Any, body: Any) -> None:
-        if status == Status.OK:
-            self.values = decode_stats_reply(body)
+    def evictions(self) -> int:
+        """Items the far node(s) evicted, over every instance seen."""
+        return self.past_evictions + self.current().get("evictions", 0)
 
 
 def general(d: Dispatcher) -> list[tuple[str, Any]]:
@@ -66,8 +94,11 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
     now = time.time()
     server = dict(d.stats_source()) if d.stats_source else {}
     c = d.counters
-    far_items = table.far_only()  # items whose only copy is far (filter-based)
-    node = d.far_stats.get() if d.far_stats else {}
+    far_up = mgr.far is not None and mgr.far.available
+    far_only = table.far_only()  # items whose only copy is far (filter-based)
+    far_items = far_only if far_up else 0
+    node = d.far_stats.current() if d.far_stats else {}
+    node_evictions = d.far_stats.evictions() if d.far_stats else 0
     out: list[tuple[str, Any]] = [
         ("pid", os.getpid()),
         ("uptime", int(now - _STARTED)),
@@ -115,13 +146,15 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         ("total_items", c["total_items"]),
         ("expired_unfetched", table.stats["reclaimed"]),
         ("evicted_unfetched", 0),
-        ("evictions", table.stats["evictions"] + node.get("evictions", 0)),
+        ("evictions", table.stats["evictions"] + node_evictions),
         ("reclaimed", table.stats["reclaimed"]),
         # far memory
         ("local_items", len(table)),
         ("local_bytes", heap.used_bytes),
         ("local_limit_bytes", heap.budget_bytes),
         ("far_items", far_items),
+        ("far_items_unreachable", 0 if far_up else far_only),
+        ("far_items_lost", table.stats["far_lost"]),
         ("far_bytes", node.get("bytes", 0)),
         ("far_limit_bytes", node.get("limit_bytes", 0)),
         ("far_reads", mgr.counters["far_reads"]),
@@ -134,7 +167,7 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         ("nt_reads", table.stats["nt_reads"]),
         ("filter_negatives", table.stats["filter_negatives"]),
         ("offloads", c["offloads"]),
-        ("far_available", int(mgr.far is not None and mgr.far.available)),
+        ("far_available", int(far_up)),
         ("prefetches", mgr.counters["prefetches"]),
         ("prefetch_admits", mgr.counters["prefetch_hits"]),
         ("alloc_waits", mgr.counters["alloc_waits"]),
@@ -154,6 +187,7 @@ def settings(d: Dispatcher) -> list[tuple[str, Any]]:
         ("tcpport", s.get("port", 0)),
         ("udpport", 0),
         ("inter", s.get("listen", "")),
+        ("tcp_backlog", s.get("backlog", 0)),
         ("verbosity", d.verbosity),
         ("evictions", "on"),
         ("growth_factor", "1.25"),
@@ -203,7 +237,9 @@ def far(d: Dispatcher) -> list[tuple[str, Any]]:
     out = sorted(mgr.stats().items())
     out += sorted(("table_" + k, v) for k, v in d.table.stats.items())
     out.append(("filter_bytes", d.table.filter.nbytes))
-    node = d.far_stats.get() if d.far_stats else {}
+    if d.supervision_source is not None:
+        out += sorted(d.supervision_source().items())
+    node = d.far_stats.current() if d.far_stats else {}
     out += sorted(("node_" + k, v) for k, v in node.items() if not isinstance(v, dict))
     return out
 
