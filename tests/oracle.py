@@ -38,11 +38,19 @@ class Proc:
     """
 
     def __init__(
-        self, argv: list[str], ready: re.Pattern | None = _LISTENING, timeout: float = 30.0
+        self,
+        argv: list[str],
+        ready: re.Pattern | None = _LISTENING,
+        timeout: float = 30.0,
+        new_session: bool = False,  # lead a process group, as a shell's foreground job
     ):
         self.argv = argv
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=new_session,
         )
         self.lines: list[bytes] = []
         self.port = 0

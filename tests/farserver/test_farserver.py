@@ -23,6 +23,8 @@ import os
 import random
 import socket
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
@@ -151,6 +153,28 @@ def test_startup_line_and_sigterm_drain_exit_zero():
     assert all(decode_item(r.body)[3] == big for r in replies)
     assert c.closed()
     assert server.stop() == 0
+
+
+def test_node_stops_when_its_parent_lifeline_closes():
+    server = FarNode()
+    assert "--parent-fd" in server.proc.args
+    c = server.client()
+    assert c.construct(DsType.BOX)
+    server._close_lifeline()  # as the parent's exit would: the pipe reads end-of-file
+    t0 = time.monotonic()
+    assert server.proc.wait(5) == 0
+    assert time.monotonic() - t0 < 2
+    assert any(b"parent process exited; stopping" in line for line in server.lines)
+    assert c.closed()
+
+
+def test_a_bad_parent_fd_is_a_usage_error():
+    run = subprocess.run(
+        [sys.executable, "-m", "farserver", "-p", "0", "--parent-fd", "987"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert run.returncode == 2 and b"--parent-fd 987: Bad file descriptor" in run.stderr
 
 
 def test_hello_reply_names_the_node(node):

@@ -13,9 +13,9 @@ __all__ = ["KvCache", "converse", "exchange", "normalize"]
 class KvCache(Proc):
     """`python -m kvcache -p 0 -l 127.0.0.1 *args`, stopped by PID."""
 
-    def __init__(self, *args: str, timeout: float = 20.0):
+    def __init__(self, *args: str, timeout: float = 20.0, new_session: bool = False):
         cmd = [sys.executable, "-m", "kvcache", "-p", "0", "-l", "127.0.0.1", *args]
-        super().__init__(cmd, timeout=timeout)
+        super().__init__(cmd, timeout=timeout, new_session=new_session)
 
 
 def exchange(port: int, data: bytes, quiet: float = 0.3, limit: float = 10.0) -> tuple[bytes, bool]:

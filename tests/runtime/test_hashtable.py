@@ -343,3 +343,114 @@ def test_far_node_down_gives_errors_not_wrong_values(far_node):
     assert set(outcomes) <= {"error", "miss"}  # never a wrong value
     assert after == [None] * len(after)
     assert fresh == b"f" * 100
+
+
+def _node_has(mgr, table, key: bytes) -> bool:
+    """Whether the far node holds a copy of `key` (a direct READ). May park."""
+    from protocol.far import Op, Status, encode_name
+
+    status, _ = mgr.far.call(Op.READ, table.far_ds.ds, encode_name(key))
+    return status == Status.OK
+
+
+class _HeldAcks:
+    """Wraps a FarClient: WRITEs go out, but their acks are held until release()."""
+
+    def __init__(self, far):
+        self.held: list = []
+        self._submit = far.submit
+        far.submit = self.submit
+
+    def submit(self, op, ds, body, callback):
+        if op == 5 and self.held is not None:  # WRITE
+            self._submit(op, ds, body, lambda s, b: self.held.append((callback, s, b)))
+        else:
+            self._submit(op, ds, body, callback)
+
+    def release(self):
+        held, self.held = self.held, None
+        for cb, s, b in held:
+            cb(s, b)
+
+
+def test_an_overtaken_write_back_leaves_no_stale_copy_on_the_node(far_node):
+    def main(mgr):
+        table = RemHashTable(mgr)
+        held = _HeldAcks(mgr.far)
+        keys = [b"k%d" % i for i in range(3000)]
+
+        def fill():
+            for k in keys:
+                if held.held:
+                    return  # write-backs in flight: stop before the heap fills up
+                table.set(k, value_of(k, 2000))
+
+        filler = H.spawn(fill)
+        deadline = time.monotonic() + 10
+        while not held.held and time.monotonic() < deadline:
+            H.sleep(0.005)
+        from runtime.pointer import EVACUATING
+
+        evacuating = [
+            k
+            for k in keys[:1500]
+            if (s := table.index.get(k)) is not None and table.words[s] & EVACUATING
+        ]
+        assert evacuating, "no write-back in flight"
+        target = evacuating[0]
+        table.set(target, b"new")  # overtakes its own write-back (the node has the old)
+        table.delete(target)  # never far as far as the filter knows: no REMOVE
+        mgr.hub.loop.call_later(0.05, held.release)  # acks arrive in the hub
+        filler.join()
+        H.sleep(0.1)
+        H.sleep(0.1)
+        with DerefScope() as scope:
+            gone = table.get(scope, target) is None
+        return gone, _node_has(mgr, table, target)
+
+    # evacuation starts at 60% free: the filler stops long before allocations must wait
+    gone, stale_on_node = with_runtime(far_node, 8 * MiB, main, start_free=0.6, stop_free=0.7)
+    assert gone
+    assert not stale_on_node  # without the REMOVE a filter false positive could read it
+
+
+def test_copies_changed_while_the_node_stalled_are_removed_when_it_answers(far_node):
+    def main(mgr):
+        table = RemHashTable(mgr)
+        keys = [b"k%d" % i for i in range(3000)]
+        for k in keys:
+            table.set(k, value_of(k, 2000))
+        far_keys = [k for k in keys if k not in table.index and table.may_be_far(k)][:10]
+        assert len(far_keys) == 10
+        far_node.pause()
+        try:
+            for k in far_keys[:4]:  # three timeouts in a row: stalled
+                try:
+                    with DerefScope() as scope:
+                        table.get(scope, k)
+                except (FarUnavailable, FarTimeout):
+                    pass
+            stalled = mgr.far.state == "stalled"
+            table.set(far_keys[5], b"changed")  # its far copy is stale now
+            table.delete(far_keys[6])  # its far copy must go
+            unsure = table.stats["far_unsure"]
+        finally:
+            far_node.resume()
+        deadline = time.monotonic() + 5
+        while not mgr.far.available and time.monotonic() < deadline:
+            H.sleep(0.02)
+        H.sleep(0.1)  # the REMOVEs sent on the node's return are answered
+        with DerefScope() as scope:
+            changed = bytes(table.get(scope, far_keys[5]).value)
+            deleted = table.get(scope, far_keys[6])
+            kept = table.get(scope, far_keys[7])
+            kept = kept is not None and bytes(kept.value) == value_of(far_keys[7], 2000)
+        node = [_node_has(mgr, table, k) for k in far_keys[5:8]]
+        return stalled, unsure, changed, deleted, kept, node
+
+    stalled, unsure, changed, deleted, kept, node = with_runtime(
+        far_node, 4 * MiB, main, timeout=0.3
+    )
+    assert stalled and unsure == 2
+    assert changed == b"changed" and deleted is None and kept
+    assert node == [False, False, True]  # both stale copies removed, the untouched one kept
