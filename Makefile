@@ -7,14 +7,18 @@ BIN := $(VENV)/bin
 # Reinstalled whenever pyproject.toml or this file changes (or the venv is recreated).
 # The loadtest extra (locust) is installed too: tests/loadtest runs locust headless.
 STAMP := $(VENV)/.stamp-install
+# The test extra's docker-compose builds PyYAML 5.4.1 from source, which needs Cython<3
+# (build-constraints.txt): PIP_BUILD_CONSTRAINT for pip >= 25.3, PIP_CONSTRAINT before it.
+CONSTRAINTS := $(CURDIR)/build-constraints.txt
+PIP_INSTALL := PIP_CONSTRAINT=$(CONSTRAINTS) PIP_BUILD_CONSTRAINT=$(CONSTRAINTS) $(BIN)/pip install
 
 .PHONY: test lint format bench run clean
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml Makefile $(VENV)/pyvenv.cfg
-	$(BIN)/pip install -q -e '.[test,loadtest]'
+$(STAMP): pyproject.toml Makefile build-constraints.txt $(VENV)/pyvenv.cfg
+	$(PIP_INSTALL) -q -e '.[test,loadtest]'
 	touch $(STAMP)
 
 test: $(STAMP)
