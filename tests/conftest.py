@@ -13,20 +13,14 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from oracle import ENABLE_MEMCACHED, MEMCACHED_MISSING, Memcached  # noqa: E402
+from oracle import ENABLE_MEMCACHED, MEMCACHED_MISSING, private_memcached  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def memcached():
     """A running memcached 1.6 (Debian's) to compare bytes with; skips if absent."""
-    try:
-        server = Memcached()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    try:
+    with private_memcached() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def pytest_terminal_summary(terminalreporter):
