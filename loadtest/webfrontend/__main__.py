@@ -29,13 +29,20 @@ __all__ = ["main"]
 
 DEFAULTS = {"keys": 1 << 20, "elems": 1 << 15, "warmup": 30.0, "seconds": 10.0}
 QUICK = {"keys": 1 << 15, "elems": 1 << 10, "warmup": 1.0, "seconds": 2.0}
+SUBCOMMANDS = {  # argparse help strings: a literal percent sign must be written %%
+    "run": "one point (mode, local memory)",
+    "sweep": "local once, then every (local memory, mode) point: CSV, markdown table, PNG",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m loadtest.webfrontend", description=__doc__)
+    raw = argparse.RawDescriptionHelpFormatter  # the docstring's layout, not one paragraph
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.webfrontend", description=__doc__, formatter_class=raw
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "sweep"):
-        p = sub.add_parser(name)
+    for name, what in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=what, description=what)
         p.add_argument("--quick", action="store_true", help="small data, short runs (tests)")
         p.add_argument("--keys", type=int, help="hash-table keys, a multiple of 32 (2^20)")
         p.add_argument("--elems", type=int, help="8 KiB array elements (2^15)")
@@ -46,11 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=5)
     run = sub.choices["run"]
     run.add_argument("--mode", choices=sorted(BACKENDS), default="far")
-    run.add_argument("--local", type=float, default=25.0, help="local memory, % of W")
+    run.add_argument("--local", type=float, default=25.0, help="local memory, %% of W")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--profile", metavar="FILE", help="cProfile the measured window into FILE")
     sweep = sub.choices["sweep"]
-    sweep.add_argument("--local", default="5,10,25,50,75,100", help="comma-separated %")
+    sweep.add_argument("--local", default="5,10,25,50,75,100", help="comma-separated %% of W")
     sweep.add_argument("--modes", default="far,paging", help="comma-separated modes")
     sweep.add_argument("--out", default="results", help="output directory")
     return ap
