@@ -1,6 +1,7 @@
 """`python -m loadtest.webfrontend run|sweep`: AIFM's web frontend, far memory vs paging.
 
-    run    one point:  --mode local|far|paging --local PCT
+    run    one point:  --mode local|far|paging --local PCT, after the local
+           point it is compared with (vs local), unless --no-reference
     sweep  local once, then every (PCT, mode): CSV, markdown table and PNG under
            --out (results/), progress on stderr as it goes
 
@@ -30,7 +31,7 @@ __all__ = ["main"]
 DEFAULTS = {"keys": 1 << 20, "elems": 1 << 15, "warmup": 30.0, "seconds": 10.0}
 QUICK = {"keys": 1 << 15, "elems": 1 << 10, "warmup": 1.0, "seconds": 2.0}
 SUBCOMMANDS = {  # argparse help strings: a literal percent sign must be written %%
-    "run": "one point (mode, local memory)",
+    "run": "one point (mode, local memory), beside the all-local reference",
     "sweep": "local once, then every (local memory, mode) point: CSV, markdown table, PNG",
 }
 
@@ -56,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--local", type=float, default=25.0, help="local memory, %% of W")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--profile", metavar="FILE", help="cProfile the measured window into FILE")
+    run.add_argument(
+        "--no-reference", action="store_true", help="skip the local point (vs local: n/a)"
+    )
     sweep = sub.choices["sweep"]
     sweep.add_argument("--local", default="5,10,25,50,75,100", help="comma-separated %% of W")
     sweep.add_argument("--modes", default="far,paging", help="comma-separated modes")
@@ -92,15 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     ds, stream = _setup(args)
     kw = {"threads": args.threads, "warmup": args.warmup, "seconds": args.seconds}
     if args.cmd == "run":
+        results = []
+        if args.mode != "local" and not args.no_reference:
+            _log("local at 100% first: the reference for vs local")
+            results.append(run_point(ds, "local", 100.0, stream, progress=_log, **kw))
         prof = cProfile.Profile() if args.profile else None
         r = run_point(ds, args.mode, args.local, stream, progress=_log, profile=prof, **kw)
+        results.append(r)
         if prof is not None:
             prof.dump_stats(args.profile)
             pstats.Stats(args.profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+        rows = rows_of(results)
         if args.json:
+            r["vs_local"] = rows[-1]["vs_local"]
             print(json.dumps(r, default=str))
         else:
-            print(markdown_table(rows_of([r])), end="")
+            print(markdown_table(rows), end="")
         return 0
     pcts = [float(p) for p in args.local.split(",") if p]
     modes = [m for m in args.modes.split(",") if m]
