@@ -117,7 +117,9 @@ def _protocol_only(chunks: list[bytes]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.bench_dispatch", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=1, help="requests per simulated read")
     ap.add_argument("--repeat", type=int, default=5)

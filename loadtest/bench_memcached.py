@@ -353,7 +353,9 @@ def main(argv: list[str] | None = None) -> None:
         cmd = ["taskset", "-c", str(LOADGEN_CORE), sys.executable, "-m", __spec__.name, *argv]
         sys.stdout.flush()
         os.execvp("taskset", cmd)
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.bench_memcached", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--quick", action="store_true", help="1 run of 2 s per workload")
     ap.add_argument("--runs", type=int, default=3, help="runs per server; medians printed")
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each run")

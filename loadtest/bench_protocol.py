@@ -140,7 +140,9 @@ def bench_large(size: int, repeat: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.bench_protocol", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--requests", type=int, default=20000, help="requests per pipelined buffer")
     ap.add_argument("--repeat", type=int, default=7, help="runs; the best is reported")
     args = ap.parse_args(argv)

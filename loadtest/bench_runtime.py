@@ -175,7 +175,9 @@ def evacuation(port: int) -> tuple[float, float, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.bench_runtime", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--seconds", type=float, default=2.0, help="seconds per far-read run")
     args = ap.parse_args(argv)
     extra = argv if argv is not None else sys.argv[1:]

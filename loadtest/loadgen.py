@@ -307,7 +307,9 @@ def _run_python(
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.loadgen", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("port", type=int, help="server port on 127.0.0.1")
     ap.add_argument("workload", choices=["get", "set", "mget"])
     ap.add_argument("--conns", type=int, default=50)

@@ -79,7 +79,11 @@ def fill(sock: socket.socket, items: int, size: int, noreply: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one fill and print the RSS of kvcache and of its far node."""
-    ap = argparse.ArgumentParser(prog="python -m loadtest.rss_fill", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.rss_fill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the docstring's lines
+    )
     ap.add_argument("items", type=int)
     ap.add_argument("value_bytes", type=int)
     ap.add_argument("-m", type=int, default=64, help="kvcache local heap MiB (64)")

@@ -1,6 +1,7 @@
 """`python -m loadtest.webfrontend run|sweep`: AIFM's web frontend, far memory vs paging.
 
-    run    one point:  --mode local|far|paging --local PCT
+    run    one point:  --mode local|far|paging --local PCT, after the local
+           point it is compared with (vs local), unless --no-reference
     sweep  local once, then every (PCT, mode): CSV, markdown table and PNG under
            --out (results/), progress on stderr as it goes
 
@@ -29,13 +30,20 @@ __all__ = ["main"]
 
 DEFAULTS = {"keys": 1 << 20, "elems": 1 << 15, "warmup": 30.0, "seconds": 10.0}
 QUICK = {"keys": 1 << 15, "elems": 1 << 10, "warmup": 1.0, "seconds": 2.0}
+SUBCOMMANDS = {  # argparse help strings: a literal percent sign must be written %%
+    "run": "one point (mode, local memory), beside the all-local reference",
+    "sweep": "local once, then every (local memory, mode) point: CSV, markdown table, PNG",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m loadtest.webfrontend", description=__doc__)
+    raw = argparse.RawDescriptionHelpFormatter  # the docstring's layout, not one paragraph
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.webfrontend", description=__doc__, formatter_class=raw
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "sweep"):
-        p = sub.add_parser(name)
+    for name, what in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=what, description=what)
         p.add_argument("--quick", action="store_true", help="small data, short runs (tests)")
         p.add_argument("--keys", type=int, help="hash-table keys, a multiple of 32 (2^20)")
         p.add_argument("--elems", type=int, help="8 KiB array elements (2^15)")
@@ -46,11 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=5)
     run = sub.choices["run"]
     run.add_argument("--mode", choices=sorted(BACKENDS), default="far")
-    run.add_argument("--local", type=float, default=25.0, help="local memory, % of W")
+    run.add_argument("--local", type=float, default=25.0, help="local memory, %% of W")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--profile", metavar="FILE", help="cProfile the measured window into FILE")
+    run.add_argument(
+        "--no-reference", action="store_true", help="skip the local point (vs local: n/a)"
+    )
     sweep = sub.choices["sweep"]
-    sweep.add_argument("--local", default="5,10,25,50,75,100", help="comma-separated %")
+    sweep.add_argument("--local", default="5,10,25,50,75,100", help="comma-separated %% of W")
     sweep.add_argument("--modes", default="far,paging", help="comma-separated modes")
     sweep.add_argument("--out", default="results", help="output directory")
     return ap
@@ -85,15 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     ds, stream = _setup(args)
     kw = {"threads": args.threads, "warmup": args.warmup, "seconds": args.seconds}
     if args.cmd == "run":
+        results = []
+        if args.mode != "local" and not args.no_reference:
+            _log("local at 100% first: the reference for vs local")
+            results.append(run_point(ds, "local", 100.0, stream, progress=_log, **kw))
         prof = cProfile.Profile() if args.profile else None
         r = run_point(ds, args.mode, args.local, stream, progress=_log, profile=prof, **kw)
+        results.append(r)
         if prof is not None:
             prof.dump_stats(args.profile)
             pstats.Stats(args.profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+        rows = rows_of(results)
         if args.json:
+            r["vs_local"] = rows[-1]["vs_local"]
             print(json.dumps(r, default=str))
         else:
-            print(markdown_table(rows_of([r])), end="")
+            print(markdown_table(rows), end="")
         return 0
     pcts = [float(p) for p in args.local.split(",") if p]
     modes = [m for m in args.modes.split(",") if m]

@@ -35,13 +35,13 @@ COLUMNS = [
 
 
 def rows_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """CSV rows (COLUMNS) from run_point results; vs_local uses the local row."""
+    """CSV rows (COLUMNS) from run_point results; vs_local uses the local row (None without)."""
     local = next((r["throughput"] for r in results if r["mode"] == "local"), None)
     rows = []
     for r in results:
         row = {k: r.get(k) for k in COLUMNS}
         row["local_mib"] = r["local_bytes"] / (1 << 20)
-        row["vs_local"] = r["throughput"] / local if local else float("nan")
+        row["vs_local"] = r["throughput"] / local if local else None
         rows.append(row)
     return rows
 
@@ -70,9 +70,10 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     )
     lines = [head, "|" + " --- |" * 12]
     for r in rows:
+        vs_local = "n/a" if r["vs_local"] is None else f"{r['vs_local']:.3f}"
         lines.append(
             f"| {r['mode']} | {r['local_pct']:g} / {r['local_pct_measured']:.1f}"
-            f" | {r['local_mib']:.1f} | {r['throughput']:,.0f} | {r['vs_local']:.3f}"
+            f" | {r['local_mib']:.1f} | {r['throughput']:,.0f} | {vs_local}"
             f" | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['hash_miss']:.1%}"
             f" | {r['array_miss']:.1%} | {r['bytes_per_req'] / 1000:.1f}"
             f" | {r['faults_per_req']:.2f}"

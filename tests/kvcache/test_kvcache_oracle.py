@@ -42,7 +42,7 @@ import time
 
 import pytest
 from kvproc import KvCache, converse, normalize
-from oracle import Memcached
+from oracle import private_memcached
 
 NOW = int(time.time())
 
@@ -324,7 +324,7 @@ def test_values_split_across_writes(kv, memcached):
     assert ours == theirs
 
 
-def test_stats_detail(memcached):
+def test_stats_detail():
     """stats detail on/off/dump: per-prefix counts, kept after off, cleared by reset.
 
     On their own servers: prefix stats are server-wide.
@@ -334,12 +334,8 @@ def test_stats_detail(memcached):
         b"delete sd:b\r\nset other:1 0 0 1\r\ny\r\nstats detail dump\r\nstats detail off\r\n"
         b"get sd:a\r\nstats detail dump\r\nstats reset\r\nstats detail dump\r\n"
     )
-    mc = Memcached()
-    try:
-        with KvCache("-m", "8") as kv:
-            ours, theirs = both(kv, mc, stream)
-    finally:
-        mc.stop()
+    with private_memcached() as mc, KvCache("-m", "8") as kv:
+        ours, theirs = both(kv, mc, stream)
     ours_lines, theirs_lines = ours.split(b"\r\n"), theirs.split(b"\r\n")
     assert sorted(ours_lines) == sorted(theirs_lines)  # memcached dumps in hash order
     assert b"PREFIX sd get 2 hit 1 set 1 del 1" in ours_lines
@@ -353,28 +349,24 @@ def test_flush_all_delay():
     just after the command (present) and a second after the delay (gone);
     only kvcache is checked in between (present: not before the delay).
     """
-    mc = Memcached()
-    try:
-        with KvCache("-m", "8") as kv:
-            replies = {}
-            for name, port in (("kv", kv.port), ("mc", mc.port)):
-                a = converse(port, b"set fd1 0 0 1\r\na\r\nflush_all 2\r\nget fd1\r\n")[0]
-                replies[name] = [a]
-            started = time.monotonic()
-            time.sleep(1.0)
-            mid = converse(kv.port, b"set fd2 0 0 1\r\nb\r\nget fd1 fd2\r\n")[0]
-            assert mid == b"STORED\r\nVALUE fd1 0 1\r\na\r\nVALUE fd2 0 1\r\nb\r\nEND\r\nMN\r\n"
-            time.sleep(max(0.0, 3.2 - (time.monotonic() - started)))
-            for name, port in (("kv", kv.port), ("mc", mc.port)):
-                c = converse(port, b"get fd1 fd2\r\nset fd3 0 0 1\r\nc\r\nget fd3\r\n")[0]
-                d = converse(port, b"flush_all noreply\r\nget fd3\r\nflush_all 0\r\n")[0]
-                e = converse(port, b"set fd4 0 0 1\r\nd\r\nflush_all -1\r\nget fd4\r\n")[0]
-                replies[name] += [c, d, e]
-            assert replies["kv"] == replies["mc"]
-            assert replies["kv"][0].startswith(b"STORED\r\nOK\r\nVALUE fd1 ")
-            assert replies["kv"][1] == b"END\r\nSTORED\r\nVALUE fd3 0 1\r\nc\r\nEND\r\nMN\r\n"
-    finally:
-        mc.stop()
+    with private_memcached() as mc, KvCache("-m", "8") as kv:
+        replies = {}
+        for name, port in (("kv", kv.port), ("mc", mc.port)):
+            a = converse(port, b"set fd1 0 0 1\r\na\r\nflush_all 2\r\nget fd1\r\n")[0]
+            replies[name] = [a]
+        started = time.monotonic()
+        time.sleep(1.0)
+        mid = converse(kv.port, b"set fd2 0 0 1\r\nb\r\nget fd1 fd2\r\n")[0]
+        assert mid == b"STORED\r\nVALUE fd1 0 1\r\na\r\nVALUE fd2 0 1\r\nb\r\nEND\r\nMN\r\n"
+        time.sleep(max(0.0, 3.2 - (time.monotonic() - started)))
+        for name, port in (("kv", kv.port), ("mc", mc.port)):
+            c = converse(port, b"get fd1 fd2\r\nset fd3 0 0 1\r\nc\r\nget fd3\r\n")[0]
+            d = converse(port, b"flush_all noreply\r\nget fd3\r\nflush_all 0\r\n")[0]
+            e = converse(port, b"set fd4 0 0 1\r\nd\r\nflush_all -1\r\nget fd4\r\n")[0]
+            replies[name] += [c, d, e]
+        assert replies["kv"] == replies["mc"]
+        assert replies["kv"][0].startswith(b"STORED\r\nOK\r\nVALUE fd1 ")
+        assert replies["kv"][1] == b"END\r\nSTORED\r\nVALUE fd3 0 1\r\nc\r\nEND\r\nMN\r\n"
 
 
 def test_pymemcache_base_client(kv):

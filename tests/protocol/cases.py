@@ -15,23 +15,18 @@ until that reply or the close. Each call opens a new connection, so cases
 are independent; they stay independent in the server's keyspace by using
 keys no other case stores (never flush_all, whose delay semantics would leak
 into other tests).
-
-`private_memcached()` starts a memcached of one's own, for commands that
-change the whole server (flush_all, verbosity, cache_memlimit, stats reset).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
 from typing import NamedTuple
 
-import pytest
 from oracle import Memcached
 
-__all__ = ["QUIET", "Case", "ask", "case", "err", "private_memcached"]
+__all__ = ["QUIET", "Case", "ask", "case", "err"]
 
 
 class Case(NamedTuple):
@@ -90,16 +85,3 @@ def ask(server: Memcached, data: bytes, limit: float = 5.0) -> tuple[bytes, bool
     if not closed:
         del out[-len(sentinel_reply) :]
     return bytes(out), closed
-
-
-@contextlib.contextmanager
-def private_memcached(*args: str):
-    """A memcached of one's own on 127.0.0.1 (skips the test when absent)."""
-    try:
-        server = Memcached(*args)
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()

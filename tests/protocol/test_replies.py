@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import pytest
-from cases import ask, private_memcached
+from cases import ask
+from oracle import private_memcached
 
 from protocol import ClientError, CommandError, ProtocolError, ServerError, error_line
 from protocol.memcache import (

@@ -39,9 +39,10 @@ HTTP request lines, NUL bytes in a line, a 2048-byte line fed bytewise.
 from __future__ import annotations
 
 import pytest
-from cases import QUIET, Case, ask, err, private_memcached
+from cases import QUIET, Case, ask, err
 from cases import case as C
 from helpers import check, run
+from oracle import private_memcached
 
 from protocol import ClientError, CommandError, ProtocolError, ServerError, error_line
 from protocol.memcache import (

@@ -17,6 +17,7 @@ from loadtest.webfrontend.__main__ import QUICK, main
 from loadtest.webfrontend.app import run_point
 from loadtest.webfrontend.data import Dataset, Responder, zipf_stream
 from loadtest.webfrontend.paging import PAGE, BlockingFar, PagedMemory
+from loadtest.webfrontend.plot import COLUMNS, markdown_table, rows_of
 from runtime.farprocess import FarProcess
 
 
@@ -93,9 +94,21 @@ def test_paging_writes_back_dirty_pages_whole_and_reads_ahead():
         far.close()
 
 
-def test_cli_run_quick(capsys):
-    assert main(["run", "--quick", "--mode", "paging", "--local", "50", "--seconds", "0.5"]) == 0
-    assert "| paging | 50" in capsys.readouterr().out
+def test_cli_run_quick_measures_its_local_reference(capsys):
+    args = ["run", "--quick", "--mode", "paging", "--local", "50", "--warmup", "0.3"]
+    assert main(args + ["--seconds", "0.5"]) == 0
+    local, paging = capsys.readouterr().out.splitlines()[2:]
+    assert local.startswith("| local | 100 /") and paging.startswith("| paging | 50 /")
+    assert local.split(" | ")[4] == "1.000"
+    assert 0 < float(paging.split(" | ")[4]) < 10  # vs local: a number, not nan
+
+
+def test_table_without_a_local_row_says_na():
+    r = {k: 1.0 for k in COLUMNS} | {"mode": "far", "local_bytes": 1 << 20}
+    (row,) = rows_of([r])
+    assert row["vs_local"] is None
+    assert " | n/a | " in markdown_table([row])
+    assert rows_of([r | {"mode": "local", "throughput": 4.0}, r])[1]["vs_local"] == 0.25
 
 
 def test_cli_sweep_writes_csv_png_and_table(tmp_path, capsys):
