@@ -7,24 +7,46 @@ BIN := $(VENV)/bin
 # Reinstalled whenever pyproject.toml or this file changes (or the venv is recreated).
 # The loadtest extra (locust) is installed too: tests/loadtest runs locust headless.
 STAMP := $(VENV)/.stamp-install
-# The test extra's docker-compose builds PyYAML 5.4.1 from source, which needs Cython<3
+# The test extra's docker-compose needs PyYAML<6, built from source, which needs Cython<3
 # (build-constraints.txt): PIP_BUILD_CONSTRAINT for pip >= 25.3, PIP_CONSTRAINT before it.
+# It is installed on its own first, so that kvcache's own build gets Cython 3.
 CONSTRAINTS := $(CURDIR)/build-constraints.txt
-PIP_INSTALL := PIP_CONSTRAINT=$(CONSTRAINTS) PIP_BUILD_CONSTRAINT=$(CONSTRAINTS) $(BIN)/pip install
+PIP_OLD_CYTHON := PIP_CONSTRAINT=$(CONSTRAINTS) PIP_BUILD_CONSTRAINT=$(CONSTRAINTS) $(BIN)/pip
 
-.PHONY: test lint format bench run locust webfrontend clean
+.PHONY: test test-pure lint format bench run locust webfrontend clean
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml Makefile build-constraints.txt $(VENV)/pyvenv.cfg
-	$(PIP_INSTALL) -q -e '.[test,loadtest]'
+$(STAMP): pyproject.toml setup.py kvcache/compiled.py Makefile build-constraints.txt $(VENV)/pyvenv.cfg
+	$(PIP_OLD_CYTHON) install -q 'PyYAML>=3.10,<6'
+	$(BIN)/pip install -q -e '.[test,loadtest]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The hot modules' extensions (kvcache/compiled.py), rebuilt in place when a source changes:
+# an extension older than its .py would shadow it with stale code.
+EXT_STAMP := $(VENV)/.stamp-extensions
+PY_SOURCES := $(wildcard protocol/*.py protocol/*/*.py runtime/*.py kvcache/*.py farserver/*.py \
+	protocol/*/*.pxd runtime/*.pxd kvcache/*.pxd farserver/*.pxd)
+
+$(EXT_STAMP): $(STAMP) $(PY_SOURCES)
+	$(BIN)/python setup.py -q build_ext --inplace
+	touch $(EXT_STAMP)
+
+test: $(STAMP) $(EXT_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The protocol, runtime and kvcache tests again on the pure-Python build: a copy of the
+# sources without extensions (as KVCACHE_NO_EXTENSIONS=1 builds it), this venv's packages.
+PURE := build/pure
+test-pure: $(STAMP)
+	rm -rf $(PURE) && mkdir -p $(PURE)
+	tar -c --exclude=./.venv --exclude=./build --exclude=./.git --exclude='*.so' \
+		--exclude=__pycache__ --exclude=.pytest_cache --exclude=./results . | tar -x -C $(PURE)
+	cd $(PURE) && KVCACHE_EXPECT_COMPILED=0 $(CURDIR)/$(BIN)/pytest tests/protocol tests/runtime \
+		tests/kvcache
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,22 +56,22 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(STAMP) $(EXT_STAMP)
 	$(BIN)/python -m loadtest.bench_protocol
 
-run: $(STAMP)
+run: $(STAMP) $(EXT_STAMP)
 	$(BIN)/python -m kvcache -p 11211 -l 127.0.0.1
 
 # Load a running kvcache (`make run` in another shell). LOCUST_ARGS= gives the web UI on :8089.
 LOCUST_HOST ?= 127.0.0.1:11211
 LOCUST_ARGS ?= --headless -u 50 -r 10 -t 30s
-locust: $(STAMP)
+locust: $(STAMP) $(EXT_STAMP)
 	$(BIN)/locust -f loadtest/locustfile.py --host $(LOCUST_HOST) $(LOCUST_ARGS)
 
 # README's web-frontend sweep (~10 min; writes results/webfrontend.{csv,png,md}).
 # One point instead: make webfrontend WEBFRONTEND_ARGS='run --mode far --local 25'
 WEBFRONTEND_ARGS ?= sweep --local 5,10,25,50,75,100 --modes far,paging
-webfrontend: $(STAMP)
+webfrontend: $(STAMP) $(EXT_STAMP)
 	$(BIN)/python -m loadtest.webfrontend $(WEBFRONTEND_ARGS)
 
 clean:

@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 
+from kvcache import compiled
 from kvcache.config import Settings
 from kvcache.dispatcher import Dispatcher
 from kvcache.server import Listener
@@ -81,6 +82,7 @@ class App:
             ("port", self.port),
             ("listen", s.listen),
             ("backlog", s.listen_backlog),
+            ("compiled", "yes" if compiled.compiled() else "no"),
             ("far", far),
         ]
 
@@ -113,6 +115,13 @@ class App:
                 assert self.manager.far is not None
                 self.manager.far.port = self.node.port
                 self.supervisor = NodeSupervisor(self.node, loop, self.manager.far)
+            if not compiled.compiled():
+                log.warning(
+                    "running uncompiled (pure Python): %s; build with a C compiler for speed",
+                    ", ".join(m for m, ok in compiled.status().items() if not ok),
+                )
+            for ext in compiled.stale():
+                log.warning("extension %s is older than its source: rebuild it", ext)
             self.manager.start()
             self._await_far(loop)
             print(f"kvcache listening on {s.listen}:{self.port}", file=sys.stderr, flush=True)

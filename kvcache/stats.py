@@ -196,6 +196,7 @@ def settings(d: Dispatcher) -> list[tuple[str, Any]]:
         ("cas_enabled", True),
         ("item_size_max", d.item_size_max),
         ("segment_size", heap.segment_size),
+        ("compiled", s.get("compiled", "no")),
         ("far", s.get("far", "none")),
         ("nt_threshold", d.table.nt_threshold or 0),
         ("evac_start_free", heap.start_at),

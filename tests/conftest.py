@@ -16,6 +16,35 @@ sys.path.insert(0, os.path.dirname(__file__))
 from oracle import ENABLE_MEMCACHED, MEMCACHED_MISSING, private_memcached  # noqa: E402
 
 
+def pytest_report_header(config):
+    """Say whether the hot modules run compiled (kvcache/compiled.py) or as pure Python."""
+    from kvcache import compiled
+
+    status = compiled.status()
+    done = sum(status.values())
+    if done == len(status):
+        return f"kvcache: the {done} hot modules run compiled"
+    return f"kvcache: {done} of {len(status)} hot modules compiled, the rest pure Python"
+
+
+def pytest_sessionstart(session):
+    """Refuse to test stale extensions, or a build other than the one expected.
+
+    KVCACHE_EXPECT_COMPILED=1 (CI) or 0 (make test-pure) says which build must be tested.
+    """
+    from kvcache import compiled
+
+    stale = compiled.stale()
+    if stale:
+        pytest.exit(f"stale extensions {stale}: rebuild them with `make test`", returncode=2)
+    expect = os.environ.get("KVCACHE_EXPECT_COMPILED")
+    status = compiled.status()
+    if expect == "1" and not all(status.values()):
+        pytest.exit(f"expected a compiled build, got {status}", returncode=2)
+    if expect == "0" and any(status.values()):
+        pytest.exit(f"expected the pure-Python build, got {status}", returncode=2)
+
+
 @pytest.fixture(scope="session")
 def memcached():
     """A running memcached 1.6 (Debian's) to compare bytes with; skips if absent."""

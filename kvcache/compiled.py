@@ -1,0 +1,59 @@
+"""Which modules Cython compiles, and whether this process runs them compiled.
+
+The hot modules stay valid Python: Cython compiles them in its pure-Python
+mode (annotations and `cython.*` declarations in the `.py`, a `.pxd` of the
+same name beside it for C types) when `pip install` finds a C compiler, as
+uvloop and asyncpg compile their cores. `KVCACHE_NO_EXTENSIONS=1` at build
+time gives the pure-Python package. setup.py reads MODULES from this file
+(without importing it); kvcache warns at startup when it runs uncompiled and
+`stats settings` says `compiled yes|no`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+__all__ = ["MODULES", "compiled", "stale", "status"]
+
+# Source paths, relative to the project root, of the modules Cython compiles.
+MODULES = (
+    "runtime/pointer.py",
+    "runtime/heap.py",
+    "runtime/scope.py",
+)
+
+
+def _dotted(path: str) -> str:
+    return path[: -len(".py")].replace("/", ".")
+
+
+def status() -> dict[str, bool]:
+    """Per hot module (dotted name): True if the imported module is the compiled one."""
+    out = {}
+    for path in MODULES:
+        module = importlib.import_module(_dotted(path))
+        out[_dotted(path)] = not str(getattr(module, "__file__", "")).endswith(".py")
+    return out
+
+
+def stale() -> list[str]:
+    """Extensions older than their .py or .pxd (they would run stale code): their paths."""
+    out = []
+    for path in MODULES:
+        module = importlib.import_module(_dotted(path))
+        ext = str(getattr(module, "__file__", ""))
+        if ext.endswith(".py"):
+            continue
+        built = os.path.getmtime(ext)
+        base = os.path.join(os.path.dirname(ext), os.path.basename(path)[: -len(".py")])
+        for source in (base + ".py", base + ".pxd"):
+            if os.path.exists(source) and os.path.getmtime(source) > built:
+                out.append(ext)
+                break
+    return out
+
+
+def compiled() -> bool:
+    """True if every hot module runs compiled."""
+    return all(status().values())
