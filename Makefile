@@ -13,7 +13,7 @@ STAMP := $(VENV)/.stamp-install
 CONSTRAINTS := $(CURDIR)/build-constraints.txt
 PIP_OLD_CYTHON := PIP_CONSTRAINT=$(CONSTRAINTS) PIP_BUILD_CONSTRAINT=$(CONSTRAINTS) $(BIN)/pip
 
-.PHONY: test test-pure lint format bench run locust webfrontend clean
+.PHONY: ext test test-pure lint format bench run locust webfrontend clean
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,8 @@ PY_SOURCES := $(wildcard protocol/*.py protocol/*/*.py runtime/*.py kvcache/*.py
 $(EXT_STAMP): $(STAMP) $(PY_SOURCES)
 	$(BIN)/python setup.py -q build_ext --inplace
 	touch $(EXT_STAMP)
+
+ext: $(EXT_STAMP)  # build the extensions in place (make test does too)
 
 test: $(STAMP) $(EXT_STAMP)
 	$(BIN)/ruff check .

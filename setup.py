@@ -60,11 +60,19 @@ def extensions() -> list:
     except ImportError:
         _warn("Cython is missing: pure Python")
         return []
-    return cythonize(
-        hot_modules(),
-        compiler_directives={"language_level": 3, "binding": False},
-        quiet=True,
-    )
+    from Cython.Compiler.Errors import CompileError
+
+    built = []
+    for module in hot_modules():
+        try:
+            built += cythonize(
+                [module],
+                compiler_directives={"language_level": 3, "binding": False},
+                quiet=True,
+            )
+        except CompileError:  # a bug of ours: the tests (KVCACHE_EXPECT_COMPILED) catch it
+            _warn(f"Cython could not compile {module}; it stays pure Python")
+    return built
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

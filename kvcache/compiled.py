@@ -21,6 +21,9 @@ MODULES = (
     "runtime/pointer.py",
     "runtime/heap.py",
     "runtime/scope.py",
+    "runtime/slotindex.py",
+    "runtime/structures.py",
+    "runtime/hashtable.py",
 )
 
 

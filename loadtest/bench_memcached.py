@@ -1,17 +1,21 @@
-"""Benchmark: kvcache against memcached (Debian's, `-t 1`) in one run.
+"""Benchmark: kvcache against memcached (Debian's, `-t 1`) and the null server, in one run.
 
-Both servers are child processes on ephemeral 127.0.0.1 ports, pinned with
-`taskset -c 0`; this process (the load generator, loadtest/loadgen.py: one
-process, N connections on one epoll loop, `depth` requests in flight per
-connection, 1 = no pipelining) runs under `taskset -c 1`. For workloads 1-3
-kvcache runs with its embedded far node (a child of it, so also on core 0;
-it stays idle: everything fits). For workload 4 the far node is a separate
-farserver on core 1, beside the generator: far memory is another machine's
-CPU and memory, not the cache server's.
+The servers are child processes on ephemeral 127.0.0.1 ports, pinned with
+`taskset -c 0`; this process (the load generator, loadtest/loadgen.py's C
+engine, loadtest/cloadgen.c: one process, N connections on one epoll loop,
+`depth` requests in flight per connection, 1 = no pipelining) runs under
+`taskset -c 1`. The null server (loadtest/nullserver.py: a uvloop protocol
+in plain Python, one dict lookup per key, preformatted replies) is the
+ceiling of any Python server on uvloop. For workloads 1-3 kvcache runs with
+its embedded far node (a child of it, so also on core 0; it stays idle:
+everything fits). For workload 4 the far node is a separate farserver on
+core 1, beside the generator: far memory is another machine's CPU and
+memory, not the cache server's.
 
 Workloads (100-byte values, keys `key:NNNNNNN`, 50 connections):
 
- 1. get        uniform over 10k preloaded keys          target >= 0.9x memcached
+ 1. get        uniform over 10k preloaded keys          target >= 0.9x memcached,
+                                                        >= 0.95x the null server
  2. set        uniform over 10k keys                    target >= 0.85x memcached
  3. multi-get  `get k1 ... k100` over 10k keys, keys/s  target >= 1.5x memcached
  4. Zipf 0.99  gets over 200k preloaded keys (22 MB of key+value): kvcache with
@@ -61,7 +65,7 @@ ZIPF_KEYS = 200_000
 ZIPF_S = 0.99
 MGET_KEYS = 100
 MiB = 1 << 20
-TARGETS = {"get": 0.9, "set": 0.85, "mget": 1.5, "zipf": 0.85}
+TARGETS = {"get": 0.9, "get_null": 0.95, "set": 0.85, "mget": 1.5, "zipf": 0.85}
 
 
 def _free_port() -> int:
@@ -130,6 +134,12 @@ def kvcache(heap_mb: int, far: Server | None = None) -> Server:
     if far is not None:
         argv += ["--far", f"{loadgen.HOST}:{far.port}"]
     return Server(f"kvcache -m {heap_mb}", argv)
+
+
+def nullserver() -> Server:
+    """The null server: plain Python on uvloop, one dict lookup per key."""
+    argv = [sys.executable, "-m", "loadtest.nullserver", "-p", "{port}", "-l", "127.0.0.1"]
+    return Server("null server", argv)
 
 
 def far_node() -> Server:
@@ -235,9 +245,9 @@ def memory_overhead(n: int = 100_000) -> None:
         f" beyond key+value; process RSS growth (a separate pass) {rss_grown / n:6.1f} B/item"
     )
     print(
-        f"   of which heap objects (16 B header + 24 B item header + key + value, 8-aligned)"
+        f"   of which heap objects (8 B header + 22 B item header + key + value, 8-aligned)"
         f" {live / n:6.1f} B/item, heap segments in use {used / n:6.1f} B/item,"
-        f" Python structures (index arrays, word array, free-slot list)"
+        f" Python structures (index entries, word array)"
         f" {(grown - used) / n:6.1f} B/item"
     )
     for cap in (n, 1 << 20):
@@ -256,10 +266,10 @@ def memory_overhead(n: int = 100_000) -> None:
     )
 
 
-def _stats(port: int) -> dict[str, str]:
-    """The server's `stats` reply as a dict."""
+def _stats(port: int, group: bytes = b"") -> dict[str, str]:
+    """The server's `stats [group]` reply as a dict."""
     with socket.create_connection((loadgen.HOST, port), timeout=10) as s:
-        s.sendall(b"stats\r\n")
+        s.sendall(b"stats %s\r\n" % group if group else b"stats\r\n")
         buf = b""
         while not buf.endswith(b"END\r\n"):
             data = s.recv(1 << 16)
@@ -285,23 +295,28 @@ def basic(args: argparse.Namespace) -> None:
     gets = loadgen.get_requests(uniform)
     sets = loadgen.set_requests(uniform, VALUE)
     mgets = loadgen.mget_requests(uniform, MGET_KEYS)
-    with memcached() as mc, kvcache(64) as kv:
-        print(f"servers: {' '.join(mc.argv)}  |  {' '.join(kv.argv)}")
-        for s in (mc, kv):
+    with memcached() as mc, nullserver() as ns, kvcache(64) as kv:
+        servers = [kv, ns, mc]
+        for s in servers:
+            print(f"   {s.name}: {' '.join(s.argv)}")
             loadgen.preload(s.port, SMALL_KEYS, VALUE)
+        compiled = _stats(kv.port, b"settings").get("compiled", "?")
+        print(f"   kvcache compiled: {compiled} (kvcache/compiled.py; stats settings)")
         print(f"1. get, {SMALL_KEYS} keys preloaded, uniform")
-        res = _runs([kv, mc], gets, END, args, warmup=0.5)
-        a, b = _line("kvcache", res[kv.name]), _line("memcached", res[mc.name])
+        res = _runs(servers, gets, END, args, warmup=0.5)
+        a, n, b = (_line(s.name, res[s.name]) for s in servers)
         _ratio("kvcache / memcached", a, b, TARGETS["get"], res[mc.name])
+        _ratio("kvcache / null server", a, n, TARGETS["get_null"], res[ns.name])
         print(f"2. set, {SMALL_KEYS} keys, uniform")
-        res = _runs([kv, mc], sets, STORED, args, warmup=0.5)
-        a, b = _line("kvcache", res[kv.name]), _line("memcached", res[mc.name])
+        res = _runs(servers, sets, STORED, args, warmup=0.5)
+        a, n, b = (_line(s.name, res[s.name]) for s in servers)
         _ratio("kvcache / memcached", a, b, TARGETS["set"], res[mc.name])
+        print(f"   {'kvcache / null server':<30} {a / n:10.2f}x   (for reference)")
         print(f"3. multi-get of {MGET_KEYS} keys, {SMALL_KEYS} keys preloaded (keys/s)")
-        res = _runs([kv, mc], mgets, END, args, warmup=0.5)
-        a = _line("kvcache", res[kv.name], per_key=True)
-        b = _line("memcached", res[mc.name], per_key=True)
+        res = _runs(servers, mgets, END, args, warmup=0.5)
+        a, n, b = (_line(s.name, res[s.name], per_key=True) for s in servers)
         _ratio("kvcache / memcached", a, b, TARGETS["mget"], res[mc.name])
+        print(f"   {'kvcache / null server':<30} {a / n:10.2f}x   (for reference)")
 
 
 def zipf(args: argparse.Namespace) -> None:
@@ -379,8 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"servers on core {SERVER_CORE} (taskset), load generator on core {LOADGEN_CORE}:"
-        f" loadtest/loadgen.py, 1 process, {args.conns} connections, {args.depth}"
-        f" request(s) in flight each, 127.0.0.1"
+        f" loadtest/loadgen.py ({'C engine, cloadgen.c' if loadgen.c_engine() else 'Python'}),"
+        f" 1 process, {args.conns} connections, {args.depth} request(s) in flight each, 127.0.0.1"
     )
     print(
         f"workload: 100 B values, {args.runs} run(s) x {args.seconds:g} s per server, medians;"

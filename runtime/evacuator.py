@@ -39,6 +39,7 @@ from runtime.pointer import (
     FAR,
     HOT_MASK,
     PRESENT,
+    TAG_MASK,
     hotness,
     local_word,
     offset_of,
@@ -53,7 +54,7 @@ __all__ = ["EvacHandler", "Evacuator"]
 
 log = logging.getLogger("runtime.evacuator")
 
-_FLAGS = DIRTY | FAR
+_FLAGS = DIRTY | FAR | TAG_MASK  # what a moved object keeps of its word
 
 
 class EvacHandler(Protocol):
@@ -195,7 +196,10 @@ class Evacuator:
         t0 = start = time.perf_counter()
         aborted = False
         n = 0
-        for off, size, slot, owner_id in heap.objects(seg):
+        owner_id = seg.owner  # a segment holds one owner's objects
+        owner = owners[owner_id]
+        words = owner.words
+        for off, size, slot in heap.objects(seg):
             n += 1
             if n & 31 == 0:
                 now = time.perf_counter()
@@ -206,8 +210,6 @@ class Evacuator:
                     if seg.pins:
                         aborted = True
                         break
-            owner = owners[owner_id]
-            words = owner.words
             w = words[slot]
             if not (w & PRESENT) or segment_of(w) != seg.id or offset_of(w) != off:
                 continue  # dead: a newer copy lives elsewhere
@@ -261,8 +263,9 @@ class Evacuator:
         return True
 
     def _has_live(self, seg: Segment) -> bool:
-        for off, _size, slot, owner_id in self.heap.objects(seg):
-            w = self.heap.owners[owner_id].words[slot]
+        words = self.heap.owners[seg.owner].words
+        for off, _size, slot in self.heap.objects(seg):
+            w = words[slot]
             if (w & PRESENT) and segment_of(w) == seg.id and offset_of(w) == off:
                 return True
         return False

@@ -197,8 +197,12 @@ class FarClient:
         self._timer = self._probe = None
         if self._proto is not None and self._proto.transport is not None:
             self._proto.transport.close()
-        self._fail_all(FarUnavailable("far client closed"))
         self.available = False
+        exc = FarUnavailable("far client closed")
+        if self.hub.in_hub():
+            self._fail_all(exc)
+        else:  # callbacks resume green threads: only the hub may
+            self.hub.schedule(self._fail_all, exc)
 
     def register(self, kind: int, params: dict, owner: Any) -> FarStructure:
         """A data structure to construct on every node reached.

@@ -1,15 +1,19 @@
 """The remoteable hash table (DESIGN §6): what kvcache stores items in.
 
     index: SlotIndex key -> slot     resident items only (AIFM's design);
-                                     arrays, the keys stay in the items
-    words: array('Q') slot -> word   runtime.pointer metadata, one per slot
+                                     one u32 per entry, the keys stay in the items
+    words: array('Q') slot -> word   runtime.pointer metadata, one per slot, with
+                                     8 bits of the key's hash as its tag
     filter: CuckooFilter             keys that may be far (~1.7 B per far key)
 
-  Local bytes per resident item: 8 (word) + 16-28 (index) + 16 (heap object
-  header) + 24 (item header) + key + value, 8-aligned; no Python object per
-  item (loadtest/bench_memcached.py measures it).
+    item object in the heap: [size u32 | slot u32] (runtime.heap's header), then
+        <I flags><I exptime><Q cas><I atime><B nkey><B state> key value   (22 B + key + value)
 
-    item object in the heap: <I flags><I exptime><Q cas><I atime><H nkey><B state>x key value
+  Local bytes per resident item beyond key and value: 8 (word) + 5.3-10.7
+  (index entries at a load of 3/8-3/4) + 8 (heap object header) + 22 (item
+  header) + 0-7 (8-alignment): 43-56, ~50 on average; no Python object per
+  item (loadtest/bench_memcached.py measures it). Free slots are chained
+  through their words (a free word holds the next free slot + 1).
 
 - Cold items leave local memory entirely, key and value; a miss on a key
   that was never stored is answered by the filter, with no round trip.
@@ -37,6 +41,11 @@
   item: the filter is cleared and resident items become the only copies.
 - Expiry: `exptime` is absolute unix seconds (0 = never); an expired item is
   a miss and is reclaimed with no I/O. The far node expires its copies too.
+
+Compiled (kvcache/compiled.py, hashtable.pxd): the index probe (`_find`: a
+hash, the home entry, the word's tag, one memcmp), the header reads and the
+resident fast paths (`lookup_many`, `find_live`, `copy_value`, `_store`'s
+bump allocation) work on C pointers into the word array and the segments.
 """
 
 from __future__ import annotations
@@ -47,6 +56,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import cython
 
 from protocol.far import (
     GONE_BATCH,
@@ -66,7 +77,7 @@ from protocol.far import (
 from runtime import hub as _hub
 from runtime.cuckoo import CuckooFilter
 from runtime.errors import FarMemoryError, FarUnavailable
-from runtime.heap import HEADER_SIZE
+from runtime.heap import Heap, Segment
 from runtime.pointer import (
     DIRTY,
     FAR,
@@ -77,12 +88,18 @@ from runtime.pointer import (
     PRESENT,
     SEG_MAX,
     SEG_SHIFT,
+    TAG_SHIFT,
     local_word,
     offset_of,
     segment_of,
 )
-from runtime.slotindex import SlotIndex
+from runtime.slotindex import Key, SlotIndex, home_of
 from runtime.structures import Remoteable
+
+if cython.compiled:
+    from cython.cimports.cpython.bytearray import PyByteArray_AS_STRING, PyByteArray_Resize
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING
+    from cython.cimports.libc.string import memcmp, memcpy
 
 if TYPE_CHECKING:
     from runtime.manager import Manager
@@ -90,36 +107,49 @@ if TYPE_CHECKING:
 
 __all__ = ["FETCHED", "ITEM_HEADER", "STALE", "TOKEN_SENT", "Item", "RemHashTable"]
 
-ITEM_HEADER = struct.Struct("<IIQIHBx")  # flags, exptime, cas, atime, key length, state
-_HDR = ITEM_HEADER.size  # 24
+ITEM_HEADER = struct.Struct("<IIQIBB")  # flags, exptime, cas, atime, key length, state
+_HDR = cython.declare(cython.Py_ssize_t, 22)  # ITEM_HEADER.size
 _EXPTIME = struct.Struct("<I")  # at offset 4
 _CAS = struct.Struct("<Q")  # at offset 8
 _ATIME = struct.Struct("<I")  # at offset 16
-_STATE = 22  # offset of the state byte
+_NKEY_AT = cython.declare(cython.Py_ssize_t, 20)  # offset of the key length byte
+_STATE_AT = cython.declare(cython.Py_ssize_t, 21)  # offset of the state byte
 FETCHED = 1  # state: read since stored (mg h)
 STALE = 2  # state: invalidated by md I / ms I (mg X)
 TOKEN_SENT = 4  # state: a client won the recache token (mg W then Z)
-# The heap's object header (payload size first) and the item header, read
-# together by the resident fast path (lookup): one unpack per hit.
-_OBJ_ITEM = struct.Struct(f"<I{HEADER_SIZE - 4}x" + ITEM_HEADER.format[1:])
-_NKEY = struct.Struct("<H")  # at offset 20
 GONE_PERIOD = 1.0  # seconds between polls of the far node's `gone` log
 UNSURE_MAX = 1 << 16  # keys with maybe-stale far copies remembered while the node is away
+KEY_MAX = 255  # the key length byte (memcached keys are at most 250)
 
 log = logging.getLogger("runtime.hashtable")
-_HOT_MASK = HOT_MAX << HOT_SHIFT
-_HOT_SET = HOT_DEREF << HOT_SHIFT
-_NOT_HOT = ~_HOT_MASK
+# C constants when compiled (module globals would be looked up by name each time)
+_HOT_MASK = cython.declare(cython.ulonglong, HOT_MAX << HOT_SHIFT)
+_HOT_SET = cython.declare(cython.ulonglong, HOT_DEREF << HOT_SHIFT)
+_NOT_HOT = cython.declare(cython.ulonglong, ~(HOT_MAX << HOT_SHIFT) & ((1 << 64) - 1))
+_FREE_MASK = cython.declare(cython.ulonglong, (1 << 44) - 1)  # a free word: next free slot + 1
+_PRESENT = cython.declare(cython.ulonglong, PRESENT)
+_FAR = cython.declare(cython.ulonglong, FAR)
+_SEG_SHIFT = cython.declare(cython.int, SEG_SHIFT)
+_SEG_MAX = cython.declare(cython.ulonglong, SEG_MAX)
+_OFF_MASK = cython.declare(cython.ulonglong, OFF_MASK)
+_TAG_SHIFT = cython.declare(cython.int, TAG_SHIFT)
+_FETCHED = cython.declare(cython.uchar, 1)  # FETCHED
+_U64 = (1 << 64) - 1
+
+
+def tag_of(h: object) -> cython.ulonglong:
+    """The 8 bits of a key's hash kept in its word (the top byte of the 64-bit hash)."""
+    if cython.compiled:
+        return (cython.cast(cython.ulonglong, cython.cast(cython.longlong, h)) >> 56) & 0xFF
+    return ((h & _U64) >> 56) & 0xFF
 
 
 class Item:
     """A found item: its fields and a view of its value (valid in the scope)."""
 
-    __slots__ = ("key", "flags", "exptime", "cas", "value", "atime", "state", "slot", "seg", "off")
-
     def __init__(
         self,
-        key: bytes,
+        key: Key,
         flags: int,
         exptime: int,
         cas: int,
@@ -169,13 +199,14 @@ class RemHashTable(Remoteable):
         nt_threshold: int | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        self.index = SlotIndex(self._key_at)  # resident key -> slot
-        self.free_slots: list[int] = []  # slots whose word is 0
+        self.index = SlotIndex(self._key_at, self._hash_at)  # resident key -> slot
+        self._free_head = 0  # first free slot + 1 (0: none); the rest chain through words
+        self.free_count = 0  # slots on that chain
         self.resident_far = 0  # resident items with FAR set (also counted in the filter)
         self.filter = CuckooFilter(expected_far_items)
         self.nt_threshold = nt_threshold  # values this big are served, not kept
         self.clock = clock  # unix seconds
-        self._fetches: dict[bytes, _Fetch] = {}
+        self._fetches: dict[Key, _Fetch] = {}
         self.stats = {
             "far_hits": 0,  # gets answered by the far node
             "far_misses": 0,  # the filter said maybe, the node said no
@@ -191,53 +222,76 @@ class RemHashTable(Remoteable):
             "far_unsure_dropped": 0,  # such copies past UNSURE_MAX (left to the filter)
         }
         self._generation = 0  # bumped by clear/reset: older far replies are ignored
-        self._unsure: set[bytes] = set()  # keys to REMOVE far when the node answers again
+        self._unsure: set[Key] = set()  # keys to REMOVE far when the node answers again
         self._clear_pending = False  # a flush_all the far node has not heard of
         super().__init__(manager, 0, {"evict": True})
         if manager.far is not None:
             manager.hub.loop.call_later(GONE_PERIOD, self._poll_gone)
 
+    # -- words, segments and item headers (C pointers when compiled) ----------------
+
+    def _w(self, slot: cython.Py_ssize_t) -> cython.ulonglong:
+        """The metadata word of `slot`."""
+        if cython.compiled:
+            return self.words.data.as_ulonglongs[slot]
+        return self.words[slot]
+
+    def _set_w(self, slot: cython.Py_ssize_t, w: cython.ulonglong) -> cython.void:
+        if cython.compiled:
+            self.words.data.as_ulonglongs[slot] = w
+        else:
+            self.words[slot] = w
+
+    def _seg(self, w: cython.ulonglong) -> Segment:
+        """The segment a present word points into."""
+        return self.heap.table[(w >> _SEG_SHIFT) & _SEG_MAX]
+
     # -- naming and slots ------------------------------------------------------
 
-    def _key_at(self, slot: int) -> bytearray:
+    def _key_at(self, slot: int) -> bytes:
         """The key of the resident item in `slot`, read from the item itself."""
-        w = self.words[slot]
-        buf = self.heap.segments[(w >> SEG_SHIFT) & SEG_MAX].buf
-        off = w & OFF_MASK
-        return buf[off + _HDR : off + _HDR + _NKEY.unpack_from(buf, off + 20)[0]]
+        w = self._w(slot)
+        seg = self._seg(w)
+        off = w & _OFF_MASK
+        nkey = seg.buf[off + _NKEY_AT]
+        return bytes(seg.buf[off + _HDR : off + _HDR + nkey])
+
+    def _hash_at(self, slot: int) -> int:
+        """hash() of the resident item's key in `slot` (its home in the index)."""
+        return hash(self._key_at(slot))
 
     def far_name(self, slot: int) -> bytes:
         """The far name of a slot's item: its key."""
-        return bytes(self._key_at(slot))
+        return self._key_at(slot)
 
-    def _new_slot(self) -> int:
-        if self.free_slots:
-            return self.free_slots.pop()
+    def _new_slot(self) -> cython.Py_ssize_t:
+        head: cython.Py_ssize_t = self._free_head
+        if head:
+            slot: cython.Py_ssize_t = head - 1
+            self._free_head = self._w(slot) & _FREE_MASK
+            self.free_count -= 1
+            self._set_w(slot, 0)
+            return slot
         self.words.append(0)
         return len(self.words) - 1
 
-    def _drop_slot(self, slot: int) -> None:
+    def _free_slot(self, slot: cython.Py_ssize_t) -> cython.void:
+        """Put a slot whose item is gone on the free chain."""
+        self._set_w(slot, self._free_head)
+        self._free_head = slot + 1
+        self.free_count += 1
+
+    def _drop_slot(self, slot: cython.Py_ssize_t) -> cython.void:
         """Unindex a slot and free it (its item's bytes are still readable here)."""
-        if self.words[slot] & FAR:
+        if self._w(slot) & _FAR:
             self.resident_far -= 1
-        self.index.remove_slot(slot)
-        self.words[slot] = 0
-        self.free_slots.append(slot)
+        self.index.remove_slot(slot, self._hash_at(slot))
+        self._free_slot(slot)
 
     def index_bytes(self) -> int:
-        """Local bytes of the index, by sys.getsizeof: its arrays, the words, the free slots.
-
-        The free-slot list holds int objects (ints above 256 are not shared).
-        """
+        """Local bytes of the index, by sys.getsizeof: its entries and the words."""
         size = sys.getsizeof
-        index = self.index
-        return (
-            size(index.entries)
-            + size(index.hashes)
-            + size(self.words)
-            + size(self.free_slots)
-            + sum(map(size, self.free_slots))
-        )
+        return size(self.index.entries) + size(self.words)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -246,95 +300,200 @@ class RemHashTable(Remoteable):
         """Items whose only copy is far (an estimate: the filter may hold stale keys)."""
         return max(len(self.filter) - self.resident_far, 0)
 
-    # -- reading ----------------------------------------------------------------
+    # -- the resident fast path ----------------------------------------------------
 
-    def _item(self, scope: DerefScope, slot: int, w: int, key: bytes) -> Item:
+    def _find(self, key: object, h: object) -> cython.Py_ssize_t:
+        """The slot of resident `key` (hash `h`), or -1: probe, tag, then the key itself."""
+        if not isinstance(key, bytes):
+            key = bytes(key)
+        index: SlotIndex = self.index
+        mask: cython.Py_ssize_t = index.mask
+        tag: cython.ulonglong = tag_of(h)
+        i: cython.Py_ssize_t = home_of(h, mask)
+        nkey: cython.Py_ssize_t = len(key)
+        e: cython.Py_ssize_t
+        w: cython.ulonglong
+        seg: Segment
+        off: cython.Py_ssize_t
+        if cython.compiled:
+            entries = cython.cast(cython.p_uint, index.entries.data.as_uints)
+            words = self.words.data.as_ulonglongs
+            kp = PyBytes_AS_STRING(key)
+            while True:
+                e = entries[i]
+                if not e:
+                    return -1
+                w = words[e - 1]
+                if (w >> _TAG_SHIFT) & 0xFF == tag:
+                    seg = self.heap.table[(w >> _SEG_SHIFT) & _SEG_MAX]
+                    off = w & _OFF_MASK
+                    if (
+                        seg.data[off + _NKEY_AT] == nkey
+                        and memcmp(seg.data + off + _HDR, kp, nkey) == 0
+                    ):
+                        return e - 1
+                i = (i + 1) & mask
+        entries_py = index.entries
+        words_py = self.words
+        table = self.heap.table
+        while True:
+            e = entries_py[i]
+            if not e:
+                return -1
+            w = words_py[e - 1]
+            if (w >> _TAG_SHIFT) & 0xFF == tag:
+                seg = table[(w >> _SEG_SHIFT) & _SEG_MAX]
+                off = w & _OFF_MASK
+                buf = seg.buf
+                if buf[off + _NKEY_AT] == nkey and buf[off + _HDR : off + _HDR + nkey] == key:
+                    return e - 1
+            i = (i + 1) & mask
+
+    def slot_of(self, key: Key) -> int:
+        """The slot of resident `key`, or -1 (whether or not it has expired)."""
+        return self._find(key, hash(key))
+
+    def resident(self, key: Key) -> bool:
+        """True if `key` has an item in local memory (perhaps expired)."""
+        return self._find(key, hash(key)) >= 0
+
+    def keys(self) -> list[Key]:
+        """The keys of the resident items (a snapshot)."""
+        return [self._key_at(slot) for slot in self.index.slots()]
+
+    def find_live(self, key: object, now: cython.uint) -> cython.Py_ssize_t:
+        """The slot of a live resident item, marked fetched and hot; -1 if none.
+
+        The hot path of a get: one hash, a probe, one word test; its only
+        side effects (hotness, FETCHED, access time) are idempotent; never
+        parks. An expired item is left for get_many to reclaim.
+        """
+        slot: cython.Py_ssize_t = self._find(key, hash(key))
+        if slot < 0:
+            return -1
+        w: cython.ulonglong = self._w(slot)
+        seg: Segment = self._seg(w)
+        off: cython.Py_ssize_t = w & _OFF_MASK
+        exptime: cython.uint
+        if cython.compiled:
+            p = seg.data + off
+            exptime = cython.cast(cython.p_uint, p)[1]
+            if exptime and exptime <= now:
+                return -1
+            if w & _HOT_MASK < _HOT_SET:
+                self.words.data.as_ulonglongs[slot] = (w & _NOT_HOT) | _HOT_SET
+            cython.cast(cython.p_uint, p)[4] = now
+            p[_STATE_AT] |= _FETCHED
+            return slot
+        buf = seg.buf
+        exptime = _EXPTIME.unpack_from(buf, off + 4)[0]
+        if exptime and exptime <= now:
+            return -1
         if w & _HOT_MASK < _HOT_SET:
             self.words[slot] = (w & _NOT_HOT) | _HOT_SET
-        seg = self.heap.segments[(w >> SEG_SHIFT) & SEG_MAX]
+        _ATIME.pack_into(buf, off + 16, now)
+        buf[off + _STATE_AT] |= _FETCHED
+        return slot
+
+    def flags_of(self, slot: cython.Py_ssize_t) -> cython.uint:
+        """The client flags of the resident item in `slot`."""
+        w: cython.ulonglong = self._w(slot)
+        seg: Segment = self._seg(w)
+        if cython.compiled:
+            return cython.cast(cython.p_uint, seg.data + (w & _OFF_MASK))[0]
+        return struct.unpack_from("<I", seg.buf, w & _OFF_MASK)[0]
+
+    def cas_of(self, slot: cython.Py_ssize_t) -> cython.ulonglong:
+        """The cas unique of the resident item in `slot`."""
+        w: cython.ulonglong = self._w(slot)
+        seg: Segment = self._seg(w)
+        if cython.compiled:
+            return cython.cast(cython.p_ulonglong, seg.data + (w & _OFF_MASK) + 8)[0]
+        return _CAS.unpack_from(seg.buf, (w & _OFF_MASK) + 8)[0]
+
+    def value_len(self, slot: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """The length of the value of the resident item in `slot`."""
+        w: cython.ulonglong = self._w(slot)
+        seg: Segment = self._seg(w)
+        off: cython.Py_ssize_t = w & _OFF_MASK
+        return seg.size_at(off) - _HDR - seg.buf[off + _NKEY_AT]
+
+    def copy_value(self, slot: cython.Py_ssize_t, out: bytearray) -> cython.void:
+        """Append the value of the resident item in `slot` to `out`. Never parks."""
+        w: cython.ulonglong = self._w(slot)
+        seg: Segment = self._seg(w)
+        off: cython.Py_ssize_t = w & _OFF_MASK
+        start: cython.Py_ssize_t = off + _HDR + seg.buf[off + _NKEY_AT]
+        end: cython.Py_ssize_t = off + seg.size_at(off)
+        if cython.compiled:
+            n: cython.Py_ssize_t = len(out)
+            PyByteArray_Resize(out, n + end - start)
+            memcpy(PyByteArray_AS_STRING(out) + n, seg.data + start, end - start)
+        else:
+            out += seg.view[start:end]
+
+    def lookup_many(self, scope: DerefScope, keys: list[Key], now: int) -> list[tuple | None]:
+        """Per key, (flags, cas, value view) of a live resident item, marked fetched; else None.
+
+        None means "not here or expired": the caller falls back to get_many,
+        which reclaims expired items and goes far. Never parks; its only side
+        effects (hotness, FETCHED, access time) are idempotent. Each value's
+        segment is pinned in `scope`.
+        """
+        out: list[tuple | None] = []
+        slot: cython.Py_ssize_t
+        w: cython.ulonglong
+        seg: Segment
+        off: cython.Py_ssize_t
+        pins: list = scope._pins
+        for key in keys:
+            slot = self.find_live(key, now)
+            if slot < 0:
+                out.append(None)
+                continue
+            w = self._w(slot)
+            seg = self._seg(w)
+            off = w & _OFF_MASK
+            seg.pins += 1
+            pins.append(seg)
+            start = off + _HDR + seg.buf[off + _NKEY_AT]
+            out.append(
+                (self.flags_of(slot), self.cas_of(slot), seg.rview[start : off + seg.size_at(off)])
+            )
+        return out
+
+    def _item(self, scope: DerefScope, slot: int, key: Key) -> Item:
+        w = self._w(slot)
+        if w & _HOT_MASK < _HOT_SET:
+            self._set_w(slot, (w & _NOT_HOT) | _HOT_SET)
+        seg = self._seg(w)
         seg.pins += 1
         scope._pins.append(seg)
-        off = w & OFF_MASK
+        off = w & _OFF_MASK
         flags, exptime, cas, atime, nkey, state = ITEM_HEADER.unpack_from(seg.buf, off)
-        size = self.heap.payload_size(seg.id, off)
-        value = seg.rview[off + _HDR + nkey : off + size]
+        value = seg.rview[off + _HDR + nkey : off + seg.size_at(off)]
         return Item(key, flags, exptime, cas, value, atime, state, slot, seg, off)
 
     def _expired(self, exptime: int) -> bool:
         return exptime != 0 and exptime <= self.clock()
 
-    def peek(self, scope: DerefScope, key: bytes) -> Item | None:
+    def peek(self, scope: DerefScope, key: Key) -> Item | None:
         """The resident item under `key`, or None; never parks, never goes far."""
-        slot = self.index.get(key)
-        if slot is None:
+        slot = self._find(key, hash(key))
+        if slot < 0:
             return None
-        item = self._item(scope, slot, self.words[slot], key)
+        item = self._item(scope, slot, key)
         if item.exptime and self._expired(item.exptime):
             self._remove_local(slot)
             self.stats["reclaimed"] += 1
             return None
         return item
 
-    def lookup_many(self, scope: DerefScope, keys: list[bytes], now: int) -> list[tuple | None]:
-        """Per key, (flags, cas, value view) of a live resident item, marked fetched; else None.
-
-        The hot path of a get, per key: one hash, a probe of the index array
-        (inlined SlotIndex.get: 32-bit tags, then the key compared in the
-        item), one word test, one unpack. None means "not here or expired":
-        the caller falls back to get_many, which reclaims expired items and
-        goes far. Never parks; its only side effects (hotness, FETCHED,
-        access time) are idempotent.
-        """
-        index = self.index
-        entries = index.entries
-        mask = index.mask
-        words = self.words
-        segments = self.heap.segments
-        pins = scope._pins
-        unpack = _OBJ_ITEM.unpack_from
-        hot_mask, hot_set, not_hot = _HOT_MASK, _HOT_SET, _NOT_HOT
-        seg_shift, seg_max, off_mask, obj_hdr = SEG_SHIFT, SEG_MAX, OFF_MASK, HEADER_SIZE
-        m32 = 0xFFFFFFFF
-        out: list[tuple | None] = []
-        append = out.append
-        for key in keys:
-            h = hash(key) & m32
-            i = h & mask
-            while True:
-                e = entries[i]
-                if not e:
-                    seg = None
-                    break
-                if e & m32 == h:
-                    slot = (e >> 32) - 1
-                    w = words[slot]
-                    seg = segments[(w >> seg_shift) & seg_max]
-                    off = w & off_mask
-                    buf = seg.buf
-                    size, flags, exptime, cas, atime, nkey, state = unpack(buf, off - obj_hdr)
-                    kstart = off + _HDR
-                    if buf[kstart : kstart + nkey] == key:
-                        break
-                i = (i + 1) & mask
-            if seg is None or (exptime and exptime <= now):
-                append(None)
-                continue
-            if w & hot_mask < hot_set:
-                words[slot] = (w & not_hot) | hot_set
-            if atime != now:
-                _ATIME.pack_into(buf, off + 16, now)
-            if not state & FETCHED:
-                buf[off + _STATE] = state | FETCHED
-            seg.pins += 1
-            pins.append(seg)
-            append((flags, cas, seg.rview[kstart + nkey : off + size]))
-        return out
-
-    def may_be_far(self, key: bytes) -> bool:
+    def may_be_far(self, key: Key) -> bool:
         """True if a far copy of `key` may exist (the filter's answer)."""
         return key in self.filter
 
-    def get(self, scope: DerefScope, key: bytes) -> Item | None:
+    def get(self, scope: DerefScope, key: Key) -> Item | None:
         """The item under `key`, fetched from far if need be; None on a miss. May park.
 
         From the hub, a get that must go far raises WouldPark first.
@@ -347,7 +506,7 @@ class RemHashTable(Remoteable):
             return None
         return self.get_many(scope, [key])[0]
 
-    def get_many(self, scope: DerefScope, keys: list[bytes]) -> list[Item | None]:
+    def get_many(self, scope: DerefScope, keys: list[Key]) -> list[Item | None]:
         """Items for `keys` in order; every far fetch is sent before one park. May park."""
         out: list[Item | None] = []
         far_keys = []
@@ -371,7 +530,7 @@ class RemHashTable(Remoteable):
                 out[n] = self.peek(scope, key)  # set meanwhile by another green thread
         return out
 
-    def _fetch_keys(self, keys: list[bytes]) -> dict[bytes, tuple | None]:
+    def _fetch_keys(self, keys: list[Key]) -> dict[Key, tuple | None]:
         """Far items (flags, exptime, cas, value) or None per key; one park. May park."""
         _hub.check_can_park()
         far = self.manager.far
@@ -381,10 +540,10 @@ class RemHashTable(Remoteable):
         hub = self.manager.hub
         waiter = _hub.Waiter(hub)
         unique = list(dict.fromkeys(keys))
-        results: dict[bytes, tuple | None] = {}
+        results: dict[Key, tuple | None] = {}
         state = {"left": len(unique), "error": None}
 
-        def landed(key: bytes, result: Any, exc: BaseException | None) -> None:
+        def landed(key: Key, result: Any, exc: BaseException | None) -> None:
             if exc is not None:
                 state["error"] = state["error"] or exc
             elif result is not _STALE:
@@ -410,7 +569,7 @@ class RemHashTable(Remoteable):
             raise state["error"]
         return results
 
-    def _fetched(self, key: bytes, status: Any, body: Any) -> None:
+    def _fetched(self, key: Key, status: Any, body: Any) -> None:
         fetch = self._fetches.pop(key, None)
         if fetch is None:
             return
@@ -433,7 +592,7 @@ class RemHashTable(Remoteable):
         for cb in fetch.waiters:
             cb(result, exc)
 
-    def prefetch(self, keys: list[bytes]) -> int:
+    def prefetch(self, keys: list[Key]) -> int:
         """Start far reads of `keys` that may be far; they land resident. Never parks.
 
         The request stream is the prefetch hint (DESIGN §2): a connection's
@@ -450,7 +609,7 @@ class RemHashTable(Remoteable):
         started = 0
         fetches = self._fetches
         for key in keys:
-            if key in fetches or key in self.index or key not in self.filter:
+            if key in fetches or self.resident(key) or key not in self.filter:
                 continue
             fetch = fetches[key] = _Fetch()
             fetch.waiters.append(lambda result, exc, key=key: self._prefetched(key, result, exc))
@@ -462,9 +621,9 @@ class RemHashTable(Remoteable):
         self.manager.counters["prefetches"] += started
         return started
 
-    def _prefetched(self, key: bytes, result: Any, exc: BaseException | None) -> None:
+    def _prefetched(self, key: Key, result: Any, exc: BaseException | None) -> None:
         """A prefetched item landed (hub): admit it clean if room is free now."""
-        if exc is not None or result is None or result is _STALE or key in self.index:
+        if exc is not None or result is None or result is _STALE or self.resident(key):
             return
         flags, exptime, cas, value = result
         if self._expired(exptime):
@@ -474,7 +633,7 @@ class RemHashTable(Remoteable):
         if self._store(key, value, flags, exptime, cas, FAR, nowait=True) >= 0:
             self.manager.counters["prefetch_hits"] += 1
 
-    def _admit(self, scope: DerefScope, key: bytes, found: tuple | None) -> Item | None:
+    def _admit(self, scope: DerefScope, key: Key, found: tuple | None) -> Item | None:
         """Serve a fetched far item, re-admitting it locally as clean. Never parks.
 
         Admission takes only room that is free at once: with none (the
@@ -493,21 +652,20 @@ class RemHashTable(Remoteable):
             self.stats["nt_reads"] += 1
             self.manager.counters["nt_reads"] += 1
             return Item(key, flags, exptime, cas, memoryview(value).toreadonly())
-        slot = self.index.get(key)
-        if slot is not None:  # admitted meanwhile by another green thread
+        if self.resident(key):  # admitted meanwhile by another green thread
             return self.peek(scope, key)
         slot = self._store(key, value, flags, exptime, cas, FAR, nowait=True)
         if slot < 0:
             self.stats["nt_reads"] += 1
             self.manager.counters["nt_reads"] += 1
             return Item(key, flags, exptime, cas, memoryview(value).toreadonly())
-        return self._item(scope, slot, self.words[slot], key)
+        return self._item(scope, slot, key)
 
     # -- writing ----------------------------------------------------------------
 
     def _store(
         self,
-        key: bytes,
+        key: Key,
         value: bytes,
         flags: int,
         exptime: int,
@@ -528,34 +686,41 @@ class RemHashTable(Remoteable):
         never consults the filter. With nowait it never parks: no room free
         at once -> nothing stored, -1.
         """
-        index = self.index
-        old = index.get(key)
-        slot = old if old is not None else self._new_slot()
-        size = _HDR + len(key) + len(value)
-        loc = self.manager.try_alloc(size, self.owner_id, slot)
-        if loc is None:
+        nkey: cython.Py_ssize_t = len(key)
+        if nkey > KEY_MAX:
+            raise ValueError(f"key of {nkey} bytes is over {KEY_MAX}")
+        h = hash(key)
+        old: cython.Py_ssize_t = self._find(key, h)
+        slot: cython.Py_ssize_t = old if old >= 0 else self._new_slot()
+        nvalue: cython.Py_ssize_t = len(value)
+        size: cython.Py_ssize_t = _HDR + nkey + nvalue
+        heap: Heap = self.heap
+        loc: cython.Py_ssize_t = heap.alloc_at(size, self.owner_id, slot, False)
+        if loc < 0:
             if nowait:
-                if old is None:
-                    self.free_slots.append(slot)
+                if old < 0:
+                    self._free_slot(slot)
                 return -1
-            if old is not None:
+            if old >= 0:
                 slot = self._new_slot()
             try:
-                loc = self.manager.alloc(size, self.owner_id, slot)
+                got = self.manager.alloc(size, self.owner_id, slot)
             except BaseException:
-                self.free_slots.append(slot)
+                self._free_slot(slot)
                 raise
-            old = index.get(key)  # after the park: whatever is indexed now
-        seg_id, off = loc
-        words = self.words
-        reuse = old == slot  # overwrite in place, the index entry stays
-        if old is not None:
-            w = words[old]
+            loc = got[0] << 24 | got[1]
+            old = self._find(key, h)  # after the park: whatever is indexed now
+        seg: Segment = heap.table[loc >> 24]
+        off: cython.Py_ssize_t = loc & 0xFFFFFF
+        reuse: cython.bint = old == slot  # overwrite in place, the index entry stays
+        w: cython.ulonglong = 0
+        if old >= 0:
+            w = self._w(old)
             if reuse:
                 if w & FAR:
                     self.resident_far -= 1
                 if w & PRESENT:
-                    self.heap.free(segment_of(w), offset_of(w))
+                    heap.free(segment_of(w), offset_of(w))
             else:
                 self._remove_local(old)
             if forget_far and w & FAR:
@@ -564,25 +729,37 @@ class RemHashTable(Remoteable):
                 self._stale_fetch(key)
         elif forget_far:
             self._forget_far(key)
-        buf = self.heap.segments[seg_id].buf
-        ITEM_HEADER.pack_into(buf, off, flags, exptime, cas, int(self.clock()), len(key), 0)
-        kend = off + _HDR + len(key)
-        buf[off + _HDR : kend] = key
-        buf[kend : kend + len(value)] = value
-        words[slot] = local_word(seg_id, off, wflags, 1)
+        now: cython.uint = int(self.clock())
+        if cython.compiled and isinstance(key, bytes) and isinstance(value, bytes):
+            p: cython.p_uchar = seg.data + off
+            cython.cast(cython.p_uint, p)[0] = flags
+            cython.cast(cython.p_uint, p)[1] = exptime
+            cython.cast(cython.p_ulonglong, p + 8)[0] = cas
+            cython.cast(cython.p_uint, p)[4] = now
+            p[_NKEY_AT] = nkey
+            p[_STATE_AT] = 0
+            memcpy(p + _HDR, PyBytes_AS_STRING(key), nkey)
+            memcpy(p + _HDR + nkey, PyBytes_AS_STRING(value), nvalue)
+        else:
+            buf = seg.buf
+            ITEM_HEADER.pack_into(buf, off, flags, exptime, cas, now, nkey, 0)
+            kend = off + _HDR + nkey
+            buf[off + _HDR : kend] = key
+            buf[kend : kend + nvalue] = value
+        self._set_w(slot, local_word(seg.id, off, wflags | tag_of(h) << TAG_SHIFT, 1))
         if wflags & FAR:
             self.resident_far += 1
         if not reuse:
-            index.add(key, slot)  # after the word: the index reads keys from items
+            self.index.add(h, slot)  # after the word: the index reads keys from items
         return slot
 
-    def _stale_fetch(self, key: bytes) -> None:
+    def _stale_fetch(self, key: Key) -> None:
         """A far read of `key` in flight must not re-admit what it brings back."""
         fetch = self._fetches.get(key)
         if fetch is not None:
             fetch.stale = True
 
-    def _forget_far(self, key: bytes) -> None:
+    def _forget_far(self, key: Key) -> None:
         """Remove the far copy of `key` (async, ordered); its filter entry goes on the reply."""
         self._stale_fetch(key)
         if key not in self.filter:
@@ -604,7 +781,7 @@ class RemHashTable(Remoteable):
             self.filter.discard(key)
             self._unsure_copy(key)
 
-    def _removed(self, key: bytes, status: Any, gen: int) -> None:
+    def _removed(self, key: Key, status: Any, gen: int) -> None:
         """A REMOVE's reply (hub): OK, the copy was there; None, it may still be."""
         if gen == self._generation and (status == Status.OK or status is None):
             self.filter.discard(key)
@@ -616,7 +793,7 @@ class RemHashTable(Remoteable):
         if status is None:
             self._clear_pending = True
 
-    def _unsure_copy(self, key: bytes) -> None:
+    def _unsure_copy(self, key: Key) -> None:
         """The far node may hold a stale copy of `key`: REMOVE it when the node answers."""
         if key in self._unsure:
             return
@@ -626,7 +803,7 @@ class RemHashTable(Remoteable):
         else:
             self.stats["far_unsure_dropped"] += 1
 
-    def _remove_unsure(self, key: bytes) -> None:
+    def _remove_unsure(self, key: Key) -> None:
         """REMOVE a maybe-stale far copy now, or once the node answers again. Never parks."""
         far = self.manager.far
         st = self.far_ds
@@ -659,30 +836,30 @@ class RemHashTable(Remoteable):
         for key in keys:
             self._remove_unsure(key)
 
-    def _remove_local(self, slot: int) -> None:
-        w = self.words[slot]
+    def _remove_local(self, slot: cython.Py_ssize_t) -> cython.void:
+        w: cython.ulonglong = self._w(slot)
+        self._drop_slot(slot)  # it reads the key: before the bytes may be released
         if w & PRESENT:
             self.heap.free(segment_of(w), offset_of(w))
-        self._drop_slot(slot)
 
-    def set(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0, cas: int = 0) -> None:
+    def set(self, key: Key, value: bytes, flags: int = 0, exptime: int = 0, cas: int = 0) -> None:
         """Store an item (dirty); a far copy of the key is removed. May park.
 
         From the hub with no room free it raises WouldPark, table untouched.
         """
         self._store(key, value, flags, exptime, cas, DIRTY, forget_far=True)
 
-    def delete(self, key: bytes) -> bool:
+    def delete(self, key: Key) -> bool:
         """Remove `key` here and on the far node; True if it was resident or may be far."""
-        slot = self.index.get(key)
-        found = slot is not None
+        slot = self._find(key, hash(key))
+        found = slot >= 0
         if found:
             self._remove_local(slot)
         maybe_far = key in self.filter
         self._forget_far(key)
         return found or maybe_far
 
-    def delete_far(self, key: bytes) -> bool:
+    def delete_far(self, key: Key) -> bool:
         """Remove a non-resident key's far copy and learn if it was there. May park."""
         _hub.check_can_park()
         far = self.manager.far
@@ -703,8 +880,14 @@ class RemHashTable(Remoteable):
 
     def clear(self) -> None:
         """Forget every item, here and on the far node (flush_all)."""
+        heap = self.heap
         for slot in self.index.slots():
-            self._remove_local(slot)
+            w = self._w(slot)
+            if w & PRESENT:
+                heap.free(segment_of(w), offset_of(w))
+            self._free_slot(slot)
+        self.index.clear()
+        self.resident_far = 0
         for fetch in self._fetches.values():
             fetch.stale = True
         self.filter.clear()
@@ -749,9 +932,9 @@ class RemHashTable(Remoteable):
         buf = item.seg.buf
         if atime is not None:
             _ATIME.pack_into(buf, item.off + 16, atime)
-        buf[item.off + _STATE] = state
+        buf[item.off + _STATE_AT] = state
 
-    def offload(self, key: bytes, op: str, *fields: int, data: bytes = b"") -> tuple:
+    def offload(self, key: Key, op: str, *fields: int, data: bytes = b"") -> tuple:
         """Run a remote-agent op on the far copy of `key`: (status, fields, data). May park.
 
         Only for keys that are not resident; the caller updates the filter on

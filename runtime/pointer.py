@@ -3,15 +3,17 @@
 Words live in compact `array('Q')`s owned by each data structure, one word per
 object (never one Python object per object). Layout:
 
-     63    62    61    60   59 ......... 52  51 ........................... 0
-    +----+-----+-----+-----+---------------+--------------------------------+
-    | P  |  D  |  E  |  F  |  hotness (8)  | P=1: segment (20) | offset (32)|
-    |    |     |     |     |               | P=0: far object id (52)        |
-    +----+-----+-----+-----+---------------+--------------------------------+
+     63  62  61  60  59 ...... 52  51 ..... 44  43 ................................ 0
+    +---+---+---+---+-------------+-----------+------------------------------------+
+    | P | D | E | F | hotness (8) |  tag (8)  | P=1: segment (20)  | offset (24)   |
+    |   |   |   |   |             |           | P=0: far object id (44)            |
+    +---+---+---+---+-------------+-----------+------------------------------------+
     P present  the object's bytes are in the local heap at (segment, offset)
     D dirty    the local copy differs from the far copy (or there is none)
     E evacuating  a write-back is in flight; a mutator clears it and moves on
     F far      the far node holds a valid copy (clean objects can be dropped)
+    tag        the owner's: RemHashTable keeps 8 bits of the key's hash there,
+               so an index probe skips most wrong slots without reading items
 
 A word of 0 is "never materialized": no local copy, no far copy (reads as
 zeros for arrays). Hotness is a byte: a deref raises it to HOT_DEREF (3),
@@ -35,6 +37,8 @@ __all__ = [
     "PRESENT",
     "SEG_MAX",
     "SEG_SHIFT",
+    "TAG_MASK",
+    "TAG_SHIFT",
     "far_word",
     "hotness",
     "local_word",
@@ -51,9 +55,11 @@ HOT_SHIFT = 52
 HOT_MAX = 0xFF
 HOT_DEREF = 3  # a deref sets hotness to at least this: it survives 2 evacuator passes
 HOT_MASK = HOT_MAX << HOT_SHIFT
-LOC_MASK = (1 << 52) - 1  # segment+offset, or far id
-SEG_SHIFT = 32
-OFF_MASK = (1 << 32) - 1
+TAG_SHIFT = 44
+TAG_MASK = 0xFF << TAG_SHIFT
+LOC_MASK = (1 << 44) - 1  # segment+offset, or far id
+SEG_SHIFT = 24
+OFF_MASK = (1 << 24) - 1
 SEG_MAX = (1 << 20) - 1
 FLAG_MASK = DIRTY | EVACUATING | FAR
 

@@ -4,17 +4,22 @@ A dict of bytes keys to int slots costs ~120 B per item in CPython (the key
 object, the int object, the dict entry); AIFM keeps its index in compact
 arrays, and so does this:
 
-    entries: array('Q')  open addressing, linear probing, power-of-two size
-             entry = (slot + 1) << 32 | h32       0 = empty
-    hashes:  array('I')  slot -> h32, to find a slot's entry without its key
+    entries: array('I')  open addressing, linear probing, power-of-two size
+             entry = slot + 1                  0 = empty
 
-h32 is the low 32 bits of Python's hash of the key; the key itself is not
-stored here but read back from the item (the owner's `key_at(slot)`), so a
-lookup compares 32-bit tags first and reads one key per match (a false tag
-match costs one extra key read, at ~n / 2^32 per probe). Deletion shifts
-later entries back (no tombstones), so probes stay short under churn. The
-table doubles past a load of 2/3 (so 1/3-2/3 while growing: 12-24 B per key
-for entries, plus 4 for hashes) and halves below 1/8.
+An entry's home is hash(key) & mask, Python's hash of the key. Neither the
+key nor its hash is stored here: the owner reads a slot's key back from its
+item (`key_at(slot)`) and hashes it (`hash_at(slot)`) when an entry must be
+placed again (a removal's backward shift, a resize). A lookup compares keys
+read from the items; RemHashTable's compiled probe first compares 8 bits of
+the hash kept in the slot's metadata word (runtime.pointer's tag), so it
+reads an item's key only on a likely match. Deletion shifts later entries
+back (no tombstones), so probes stay short under churn. The table doubles
+past a load of 3/4 (so 3/8-3/4 while growing: 5.3-10.7 B per key) and
+halves below 1/8.
+
+Compiled (kvcache/compiled.py): entries are read through a C pointer into
+the array; RemHashTable probes them inline (hashtable.py `_find`).
 """
 
 from __future__ import annotations
@@ -22,75 +27,83 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterator
 
-__all__ = ["SlotIndex"]
+import cython
 
-_M32 = 0xFFFFFFFF
+__all__ = ["Key", "SlotIndex", "home_of"]
+
 _MIN = 1024  # smallest table (entries)
+Key = bytes  # a key: bytes or a subclass (an alias: compiled code does not insist on exact bytes)
+_U64 = (1 << 64) - 1
+
+
+def home_of(h: object, mask: cython.Py_ssize_t) -> cython.Py_ssize_t:
+    """The home position of hash `h` (Python's hash, any sign) in a table of mask + 1."""
+    if cython.compiled:
+        return (
+            cython.cast(
+                cython.Py_ssize_t, cython.cast(cython.ulonglong, cython.cast(cython.longlong, h))
+            )
+            & mask
+        )
+    return (h & _U64) & mask
 
 
 class SlotIndex:
     """A hash index from keys to slots; keys live with the items, not here."""
 
-    __slots__ = ("entries", "mask", "count", "hashes", "key_at")
-
-    def __init__(self, key_at: Callable[[int], bytes | bytearray | memoryview]):
+    def __init__(
+        self,
+        key_at: Callable[[int], bytes | bytearray | memoryview],
+        hash_at: Callable[[int], int],
+    ):
         self.key_at = key_at  # slot -> the key of the item in that slot
-        self.entries = array("Q", bytes(8 * _MIN))
+        self.hash_at = hash_at  # slot -> hash() of that key
+        self.entries = array("I", bytes(4 * _MIN))
         self.mask = _MIN - 1
         self.count = 0
-        self.hashes = array("I")  # slot -> h32 (grown as slots are)
 
     def __len__(self) -> int:
         return self.count
 
-    def get(self, key: bytes, default: int | None = None) -> int | None:
+    def get(self, key: Key, default: int | None = None) -> int | None:
         """The slot of `key`, or `default`."""
-        h = hash(key) & _M32
         entries = self.entries
         mask = self.mask
-        i = h & mask
+        i = home_of(hash(key), mask)
         while True:
             e = entries[i]
             if not e:
                 return default
-            if e & _M32 == h:
-                slot = (e >> 32) - 1
-                if self.key_at(slot) == key:
-                    return slot
+            if self.key_at(e - 1) == key:
+                return e - 1
             i = (i + 1) & mask
 
-    def __contains__(self, key: bytes) -> bool:
+    def __contains__(self, key: Key) -> bool:
         return self.get(key) is not None
 
-    def add(self, key: bytes, slot: int) -> None:
-        """Index `slot` under `key`, which must not be indexed already."""
-        h = hash(key) & _M32
-        hashes = self.hashes
-        while len(hashes) <= slot:
-            hashes.append(0)
-        hashes[slot] = h
-        if (self.count + 1) * 3 > len(self.entries) * 2:
+    def add(self, h: object, slot: cython.Py_ssize_t) -> None:
+        """Index `slot`, whose key hashes to `h` and is not indexed already."""
+        if (self.count + 1) * 4 > len(self.entries) * 3:
             self._resize(len(self.entries) * 2)
-        self._place((slot + 1) << 32 | h)
+        self._place(home_of(h, self.mask), slot)
         self.count += 1
 
-    def _place(self, entry: int) -> None:
-        entries = self.entries
-        mask = self.mask
-        i = entry & _M32 & mask
+    def _place(self, i: cython.Py_ssize_t, slot: cython.Py_ssize_t) -> cython.void:
+        entries: cython.uint[::1] = self.entries
+        mask: cython.Py_ssize_t = self.mask
         while entries[i]:
             i = (i + 1) & mask
-        entries[i] = entry
+        entries[i] = slot + 1
 
-    def remove_slot(self, slot: int) -> bool:
-        """Unindex `slot`; False if it was not indexed."""
-        if slot >= len(self.hashes):
-            return False
-        h = self.hashes[slot]
-        want = (slot + 1) << 32 | h
-        entries = self.entries
-        mask = self.mask
-        i = h & mask
+    def remove_slot(self, slot: cython.Py_ssize_t, h: object) -> cython.bint:
+        """Unindex `slot`, whose key hashes to `h`; False if it was not indexed."""
+        entries: cython.uint[::1] = self.entries
+        mask: cython.Py_ssize_t = self.mask
+        want: cython.uint = slot + 1
+        e: cython.uint
+        i: cython.Py_ssize_t = home_of(h, mask)
+        j: cython.Py_ssize_t
+        home: cython.Py_ssize_t
         while True:
             e = entries[i]
             if not e:
@@ -105,41 +118,43 @@ class SlotIndex:
             e = entries[j]
             if not e:
                 break
-            home = e & _M32 & mask
+            home = home_of(self.hash_at(e - 1), mask)
             if (j - home) & mask >= (j - i) & mask:  # home at or before the hole
                 entries[i] = e
                 i = j
         entries[i] = 0
         self.count -= 1
-        size = len(entries)
+        size: cython.Py_ssize_t = len(self.entries)
         if size > _MIN and self.count * 8 < size:
+            entries = None
             self._resize(size // 2)
         return True
 
-    def _resize(self, size: int) -> None:
+    def _resize(self, size: cython.Py_ssize_t) -> cython.void:
         old = self.entries
-        self.entries = array("Q", bytes(8 * size))
+        self.entries = array("I", bytes(4 * size))
         self.mask = size - 1
+        hash_at = self.hash_at
         for e in old:
             if e:
-                self._place(e)
+                self._place(home_of(hash_at(e - 1), self.mask), e - 1)
 
     def slots(self) -> list[int]:
         """Every indexed slot (a snapshot)."""
-        return [(e >> 32) - 1 for e in self.entries if e]
+        return [e - 1 for e in self.entries if e]
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[Key]:
         """The indexed keys (read from their items), over a snapshot of slots."""
         for slot in self.slots():
             yield bytes(self.key_at(slot))
 
     def clear(self) -> None:
         """Unindex everything."""
-        self.entries = array("Q", bytes(8 * _MIN))
+        self.entries = array("I", bytes(4 * _MIN))
         self.mask = _MIN - 1
         self.count = 0
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the index arrays."""
-        return self.entries.itemsize * len(self.entries) + self.hashes.itemsize * len(self.hashes)
+        """Bytes held by the index array."""
+        return self.entries.itemsize * len(self.entries)

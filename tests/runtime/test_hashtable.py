@@ -451,6 +451,6 @@ def test_copies_changed_while_the_node_stalled_are_removed_when_it_answers(far_n
     stalled, unsure, changed, deleted, kept, node = with_runtime(
         far_node, 4 * MiB, main, timeout=0.3
     )
-    assert stalled and unsure == 2
+    assert stalled and unsure >= 2  # those two, and any write-back the stall cut short
     assert changed == b"changed" and deleted is None and kept
     assert node == [False, False, True]  # both stale copies removed, the untouched one kept

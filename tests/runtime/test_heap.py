@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.heap import HEADER_SIZE, Heap
+from runtime.heap import HEADER_SIZE, Heap, align
 from runtime.pointer import (
     DIRTY,
     EVACUATING,
@@ -30,6 +30,16 @@ MiB = 1 << 20
 
 class Owner:
     words = None
+
+
+def test_segments_hold_one_owner_each():
+    h = Heap(8 * MiB)
+    a, b = h.register(Owner()), h.register(Owner())
+    la = [h.alloc(1000, a, i) for i in range(3)]
+    lb = [h.alloc(1000, b, i) for i in range(3)]
+    assert {s for s, _ in la}.isdisjoint({s for s, _ in lb})
+    assert {h.segments[s].owner for s, _ in la} == {a}
+    assert [slot for _, _, slot in h.objects(h.segments[lb[0][0]])] == [0, 1, 2]
 
 
 def test_pointer_layout_round_trips():
@@ -97,16 +107,17 @@ def test_bump_allocation_and_sealing():
     oid = h.register(Owner())
     locs = [h.alloc(100_000, oid, i) for i in range(30)]
     assert all(loc is not None for loc in locs)
-    # 10 objects of 100 kB (+16 B header) fit one 1 MiB segment
+    # 10 objects of 100 kB (+8 B header) fit one 1 MiB segment
     segs = {s for s, _ in locs}
     assert len(segs) == 3
     assert h.used_bytes == 3 * MiB <= h.budget_bytes
     assert len(h.fifo) == 2  # two sealed, one current
-    objs = list(h.objects(h.segments[locs[0][0]]))
-    assert [(o[0], o[1], o[2]) for o in objs[:2]] == [
+    objs = h.objects(h.segments[locs[0][0]])
+    assert objs[:2] == [
         (HEADER_SIZE, 100_000, 0),
-        (HEADER_SIZE + 100_016, 100_000, 1),
+        (HEADER_SIZE + align(HEADER_SIZE + 100_000), 100_000, 1),
     ]
+    assert h.segments[locs[0][0]].owner == oid
 
 
 def test_mutators_park_at_the_reserve_evacuator_may_use_it():

@@ -1,0 +1,50 @@
+# C types of runtime/hashtable.py (Cython's pure-Python mode: the .py holds the code).
+
+from runtime.heap cimport Heap, Segment
+from runtime.slotindex cimport SlotIndex
+from runtime.structures cimport Remoteable
+
+
+cpdef unsigned long long tag_of(object h) except? 0xFFFFFFFFFFFFFFFF
+
+
+cdef class Item:
+    cdef public object key
+    cdef public object flags
+    cdef public object exptime
+    cdef public object cas
+    cdef public object value
+    cdef public object atime
+    cdef public object state
+    cdef public object slot
+    cdef public object seg
+    cdef public object off
+
+
+cdef class RemHashTable(Remoteable):
+    cdef public SlotIndex index
+    cdef public Py_ssize_t _free_head
+    cdef public Py_ssize_t free_count
+    cdef public Py_ssize_t resident_far
+    cdef public object filter
+    cdef public object nt_threshold
+    cdef public object clock
+    cdef public dict _fetches
+    cdef public dict stats
+    cdef public Py_ssize_t _generation
+    cdef public set _unsure
+    cdef public bint _clear_pending
+
+    cpdef unsigned long long _w(self, Py_ssize_t slot)
+    cpdef void _set_w(self, Py_ssize_t slot, unsigned long long w)
+    cdef Segment _seg(self, unsigned long long w)
+    cpdef Py_ssize_t _new_slot(self) except -1
+    cpdef void _free_slot(self, Py_ssize_t slot)
+    cpdef void _drop_slot(self, Py_ssize_t slot)
+    cpdef Py_ssize_t _find(self, object key, object h) except -2
+    cpdef Py_ssize_t find_live(self, object key, unsigned int now) except -2
+    cpdef unsigned int flags_of(self, Py_ssize_t slot)
+    cpdef unsigned long long cas_of(self, Py_ssize_t slot)
+    cpdef Py_ssize_t value_len(self, Py_ssize_t slot) except -1
+    cpdef void copy_value(self, Py_ssize_t slot, bytearray out)
+    cpdef void _remove_local(self, Py_ssize_t slot)

@@ -1,0 +1,26 @@
+# C types of runtime/structures.py (Cython's pure-Python mode: the .py holds the code).
+
+from cpython cimport array
+
+from runtime.heap cimport Heap
+
+
+cdef class Remoteable:
+    cdef public object manager
+    cdef public Heap heap
+    cdef public array.array words
+    cdef public int owner_id
+    cdef public object far_ds
+    cdef public dict _inflight
+
+
+cdef class RemArray(Remoteable):
+    cdef public Py_ssize_t elem_size
+    cdef public Py_ssize_t length
+    cdef public bytes _zero
+    cdef public object prefetcher
+    cdef public dict _segments
+
+
+cdef class _BoxSpace(Remoteable):
+    cdef public list free_slots
