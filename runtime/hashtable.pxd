@@ -35,8 +35,6 @@ cdef class RemHashTable(Remoteable):
     cdef public set _unsure
     cdef public bint _clear_pending
 
-    cpdef unsigned long long _w(self, Py_ssize_t slot)
-    cpdef void _set_w(self, Py_ssize_t slot, unsigned long long w)
     cdef Segment _seg(self, unsigned long long w)
     cpdef Py_ssize_t _new_slot(self) except -1
     cpdef void _free_slot(self, Py_ssize_t slot)

@@ -228,19 +228,7 @@ class RemHashTable(Remoteable):
         if manager.far is not None:
             manager.hub.loop.call_later(GONE_PERIOD, self._poll_gone)
 
-    # -- words, segments and item headers (C pointers when compiled) ----------------
-
-    def _w(self, slot: cython.Py_ssize_t) -> cython.ulonglong:
-        """The metadata word of `slot`."""
-        if cython.compiled:
-            return self.words.data.as_ulonglongs[slot]
-        return self.words[slot]
-
-    def _set_w(self, slot: cython.Py_ssize_t, w: cython.ulonglong) -> cython.void:
-        if cython.compiled:
-            self.words.data.as_ulonglongs[slot] = w
-        else:
-            self.words[slot] = w
+    # -- segments and item headers (C pointers when compiled) -----------------------
 
     def _seg(self, w: cython.ulonglong) -> Segment:
         """The segment a present word points into."""

@@ -2,7 +2,8 @@
 
 from cpython cimport array
 
-from runtime.heap cimport Heap
+from runtime.heap cimport Heap, Segment
+from runtime.scope cimport DerefScope
 
 
 cdef class Remoteable:
@@ -12,6 +13,9 @@ cdef class Remoteable:
     cdef public int owner_id
     cdef public object far_ds
     cdef public dict _inflight
+
+    cpdef unsigned long long _w(self, Py_ssize_t slot)
+    cpdef void _set_w(self, Py_ssize_t slot, unsigned long long w)
 
 
 cdef class RemArray(Remoteable):

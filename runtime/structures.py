@@ -26,6 +26,8 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING, Any
 
+import cython
+
 from protocol.far import (
     DsType,
     Op,
@@ -41,6 +43,7 @@ from protocol.far import (
 )
 from runtime import hub as _hub
 from runtime.errors import FarDataLost, FarMemoryError, FarUnavailable
+from runtime.heap import Segment
 from runtime.pointer import (
     DIRTY,
     EVACUATING,
@@ -69,6 +72,14 @@ _HOT_MASK = HOT_MAX << HOT_SHIFT
 _HOT_SET = HOT_DEREF << HOT_SHIFT  # hotness a deref sets (stored only if cooler)
 _NOT_HOT = ~_HOT_MASK
 LOST = DIRTY  # a non-present word with DIRTY: the far copy was lost
+# the same as C constants when compiled (module globals are looked up by name)
+_C_PRESENT = cython.declare(cython.ulonglong, PRESENT)
+_C_HOT_MASK = cython.declare(cython.ulonglong, HOT_MAX << HOT_SHIFT)
+_C_HOT_SET = cython.declare(cython.ulonglong, HOT_DEREF << HOT_SHIFT)
+_C_NOT_HOT = cython.declare(cython.ulonglong, ~(HOT_MAX << HOT_SHIFT) & ((1 << 64) - 1))
+_C_SEG_SHIFT = cython.declare(cython.int, SEG_SHIFT)
+_C_SEG_MAX = cython.declare(cython.ulonglong, SEG_MAX)
+_C_OFF_MASK = cython.declare(cython.ulonglong, OFF_MASK)
 
 
 class _Batch:
@@ -122,6 +133,21 @@ class Remoteable:
         far = manager.far
         self.far_ds = far.register(self.kind, params, self) if far is not None else None
         self._inflight: dict[int, list[_hub.Waiter]] = {}  # slot -> fetchers waiting
+
+    # -- metadata words (a C pointer into the array when compiled) --------------
+
+    def _w(self, slot: cython.Py_ssize_t) -> cython.ulonglong:
+        """The metadata word of `slot`."""
+        if cython.compiled:
+            return self.words.data.as_ulonglongs[slot]
+        return self.words[slot]
+
+    def _set_w(self, slot: cython.Py_ssize_t, w: cython.ulonglong) -> cython.void:
+        """Store the metadata word of `slot`."""
+        if cython.compiled:
+            self.words.data.as_ulonglongs[slot] = w
+        else:
+            self.words[slot] = w
 
     # -- naming on the far node ----------------------------------------------
 
@@ -363,25 +389,28 @@ class RemArray(Remoteable):
         return self.length
 
     def _check(self, i: int) -> None:
+        """IndexError unless 0 <= i < length."""
         if not 0 <= i < self.length:
             raise IndexError(f"RemArray index {i} out of range 0..{self.length - 1}")
 
-    def at(self, scope: DerefScope, i: int, nt: bool = False) -> memoryview:
+    def at(self, scope: DerefScope, i: cython.Py_ssize_t, nt: cython.bint = False) -> memoryview:
         """A read-only view of element i, valid while `scope` lasts. May park."""
-        if i < 0:
+        if i < 0 or i >= self.length:
             self._check(i)
-        w = self.words[i]  # IndexError past the end
+        w: cython.ulonglong = self._w(i)
         if self.prefetcher is not None:
             ahead = self.prefetcher.record(i)
             if ahead is not None:
                 self._prefetch(ahead)
-        if w & PRESENT:  # the hot path: one word test, a pin, a slice
-            if w & _HOT_MASK < _HOT_SET:
-                self.words[i] = (w & _NOT_HOT) | _HOT_SET
-            seg = self._segments[(w >> SEG_SHIFT) & SEG_MAX]
+        seg: Segment
+        off: cython.Py_ssize_t
+        if w & _C_PRESENT:  # the hot path: one word test, a pin, a slice
+            if w & _C_HOT_MASK < _C_HOT_SET:
+                self._set_w(i, (w & _C_NOT_HOT) | _C_HOT_SET)
+            seg = self.heap.table[(w >> _C_SEG_SHIFT) & _C_SEG_MAX]
             seg.pins += 1
             scope._pins.append(seg)
-            off = w & OFF_MASK
+            off = w & _C_OFF_MASK
             return seg.rview[off : off + self.elem_size]
         if w == 0:
             return memoryview(self._zero)  # never written: zeros, nothing to fetch
