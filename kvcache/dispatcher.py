@@ -127,6 +127,7 @@ class Dispatcher:
             "append": self.store,
             "prepend": self.store,
             "cas": self.store,
+            "too_large": self.too_large,
             "delete": self.delete,
             "incr": self.arith,
             "decr": self.arith,
@@ -363,6 +364,17 @@ class Dispatcher:
             return NOT_STORED
         table.set(key, joined, item.flags, item.exptime, new_cas or self.next_cas())
         return STORED
+
+    def too_large(self, req: Any, scope: DerefScope, out: list) -> None:
+        """A store refused for its size: drop the old item where memcached does, then say so."""
+        if req.verb in _DROPS_ON_TOO_LARGE:
+            self._delete(scope, req.key)  # may park: before anything is counted
+        if self.detail_on and req.verb != "ms":
+            row = self._prefix_row(req.key)  # memcached counts a classic store before its size
+            if row is not None:
+                row[2] += 1
+        self.counters["store_too_large"] += 1
+        raise req.error
 
     def _put(self, key: bytes, value: bytes, flags: int, exptime: int, cas: int | None) -> bytes:
         if exptime == _EXPIRED:
@@ -729,6 +741,12 @@ class Dispatcher:
         out.append(compose_ma(req, value, cas, ttl, created=created))
 
 
+# Refused stores that also drop the item stored under their key (memcached
+# 1.6.18's process_update_command does it for set only, process_mset_command
+# for every mode; add/replace/append/prepend/cas keep the old item).
+_DROPS_ON_TOO_LARGE = frozenset(("set", "ms"))
+
+
 class _CasMismatch(Exception):
     """ma C<cas> did not match the item's cas."""
 
@@ -753,6 +771,7 @@ COUNTERS = (
     "cas_badval",
     "touch_hits",
     "touch_misses",
+    "store_too_large",
     "offloads",
     "far_errors",
 )

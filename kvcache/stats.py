@@ -133,6 +133,7 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         "cas_badval",
         "touch_hits",
         "touch_misses",
+        "store_too_large",
     ):
         out.append((name, c[name]))
     ev = mgr.evacuator

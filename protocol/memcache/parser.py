@@ -20,6 +20,8 @@ Invariants:
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from protocol.errors import ClientError, CommandError, ProtocolError
 from protocol.memcache import meta, text
 from protocol.memcache.requests import NEED_DATA, BinaryProtocol, Get, Request
@@ -33,6 +35,7 @@ MAX_GET_LINE = 1024 * 1024  # multi-get lines may be long; bounded here
 LARGE_BLOCK = 64 * 1024  # data blocks above this are collected as chunks
 
 _COMMANDS = {**text.COMMANDS, **meta.COMMANDS}
+_Outcome = TypeVar("_Outcome", ProtocolError, Request)  # what a swallow reports
 _LONG_LINE_PREFIXES = (b"get ", b"gets ", b"gat ", b"gats ")
 
 
@@ -228,11 +231,11 @@ class Parser:
             self._buf = b""
             self._pos = self._scan = 0
 
-    def swallow(self, nbytes: int, exc: ProtocolError) -> ProtocolError:
-        """Discard the next `nbytes` bytes (a refused value), then report `exc`."""
+    def swallow(self, nbytes: int, what: _Outcome) -> _Outcome:
+        """Discard the next `nbytes` bytes (a refused value); `what` reports it."""
         self._swallow = nbytes
         self._slow = True
-        return exc
+        return what
 
     # -- internals ---------------------------------------------------------
 

@@ -9,6 +9,8 @@ absolute seconds the client sent (converting them is the server's job).
 
 from __future__ import annotations
 
+from protocol.errors import ServerError
+
 __all__ = [
     "NEED_DATA",
     "Arith",
@@ -29,6 +31,7 @@ __all__ = [
     "Shutdown",
     "Stats",
     "Store",
+    "TooLarge",
     "Touch",
     "Verbosity",
     "Version",
@@ -107,6 +110,29 @@ class Store(Request):
         self.value = value  # the data block without its \r\n
         self.cas_unique = cas_unique  # uint64 for "cas", else None
         self.noreply = noreply
+
+
+class TooLarge(Request):
+    """A store refused for its size: its data block was swallowed unread.
+
+    An error with a consequence, so it reaches the server as an event: besides
+    answering `error`, memcached 1.6.18 drops the item already stored under
+    the key for `set` and every `ms` ("avoid stale data persisting in cache
+    because we failed alloc", proto_text.c), not for the other verbs.
+    """
+
+    __slots__ = ("verb", "key", "noreply")
+
+    def __init__(self, verb: str, key: bytes, noreply: bool):
+        self.cmd = "too_large"
+        self.verb = verb  # the refused command: "set", "add", ..., "cas", "ms"
+        self.key = key  # as stored (an ms key given with b is decoded)
+        self.noreply = noreply  # classic noreply: no reply line (ms: q never hides it)
+
+    @property
+    def error(self) -> ServerError:
+        """The typed error to answer: `SERVER_ERROR object too large for cache`."""
+        return ServerError("object too large for cache", noreply=self.noreply)
 
 
 class Delete(Request):

@@ -36,6 +36,7 @@ Deliberate differences kept (normalized, avoided, or compared loosely here):
 
 from __future__ import annotations
 
+import base64
 import re
 import socket
 import time
@@ -120,6 +121,43 @@ STREAMS = {
     % (BIG - 62)
     + b"a" * (BIG - 62)
     + b"\r\nmg tl7 s\r\n",
+    # a refused store drops the old item for set and every ms (memcached's
+    # "avoid stale data persisting in cache"), keeps it for the other verbs
+    "too-large-classic": b"".join(
+        b"set tc%d 0 0 3\r\nold\r\n%s tc%d 0 0 %d%s%s\r\n%s\r\nget tc%d\r\n"
+        % (i, verb, i, BIG, b" 1" if verb == b"cas" else b"", noreply, b"n" * BIG, i)
+        for i, (verb, noreply) in enumerate(
+            (verb, noreply)
+            for verb in (b"set", b"add", b"replace", b"append", b"prepend", b"cas")
+            for noreply in (b"", b" noreply")
+        )
+    )
+    + b"set tc99 0 0 %d\r\n%s\r\nget tc99\r\n" % (BIG, b"n" * BIG),
+    "too-large-meta": b"".join(
+        b"set tm%d 0 0 3\r\nold\r\nms %s %d%s\r\n%s\r\nmg tm%d v\r\n"
+        % (
+            i,
+            base64.b64encode(b"tm%d" % i) if flags == b" b" else b"tm%d" % i,
+            BIG,
+            flags,
+            b"n" * BIG,
+            i,
+        )
+        for i, flags in enumerate(
+            (b"", b" MS", b" ME", b" MA", b" MP", b" MR", b" C1", b" C1 MA", b" I", b" q")
+            + (b" MA q k Oop", b" T0 F5", b" b")
+        )
+    )
+    # a flag error is refused before the size: nothing is dropped
+    + b"set tm98 0 0 3\r\nold\r\nms tm98 %d MX\r\n%s\r\nms tm98 %d Tx\r\n%s\r\n"
+    b"mg tm98 v\r\n" % (BIG, b"n" * BIG, BIG, b"n" * BIG),
+    "too-large-stale": b"ms ts1 3 T100\r\nold\r\nmd ts1 I\r\nset ts1 0 0 %d\r\n%s\r\n"
+    b"mg ts1 v\r\nms ts2 3 T100\r\nold\r\nmd ts2 I\r\nmg ts2 v\r\nms ts2 %d I\r\n%s\r\n"
+    b"mg ts2 v\r\n" % (BIG, b"n" * BIG, BIG, b"n" * BIG),
+    "too-large-growth": b"set tg1 0 0 600000\r\n%s\r\nappend tg1 0 0 600000\r\n%s\r\n"
+    b"mg tg1 s\r\nprepend tg1 0 0 600000 noreply\r\n%s\r\nmg tg1 s\r\n"
+    b"ms tg1 600000 MA\r\n%s\r\nmg tg1 s\r\nms tg1 600000 MP q\r\n%s\r\nmg tg1 s\r\n"
+    % ((b"g" * 600000,) * 5),
     "bad-chunk": b"set bc1 0 0 1\r\nxyz\r\nget bc1\r\nset bc2 0 0 3\r\nab\r\n\r\nget bc2\r\n"
     b"set bc3 0 0 2\r\nabcd\r\nget bc3\r\nms bc4 2\r\nabc\r\nmg bc4 v\r\n",
     # -- exptime rules -----------------------------------------------------------------

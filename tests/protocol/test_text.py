@@ -58,6 +58,7 @@ from protocol.memcache import (
     Shutdown,
     Stats,
     Store,
+    TooLarge,
     Touch,
     Verbosity,
     Version,
@@ -582,7 +583,6 @@ def test_bad_key_drops_the_whole_get(memcached):
         (b"flush_all x noreply\r\n", ClientError, "invalid exptime argument"),
         (b"verbosity x noreply\r\n", ClientError, "bad command line format"),
         (b"cache_memlimit x noreply\r\n", CommandError, ""),
-        (b"set k 0 0 2000000 noreply\r\n", ServerError, "object too large for cache"),
     ],
 )
 def test_noreply_marks_the_error(data: bytes, kind: type, message: str):
@@ -631,7 +631,7 @@ def test_item_size_boundary_matches_memcached(memcached, flags: int, nbytes: int
         hit = b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (key, flags, nbytes, b"v" * nbytes)
         steps = [(_store("set", key, b"v" * nbytes, flags), STORED), (_get(key), hit)]
     else:
-        steps = [err(TOO_LARGE), (_get(key), END)]
+        steps = [(TooLarge("set", key, False), TOO_LARGE), (_get(key), END)]
     for chunk in (None, 4096, 65537):
         assert run(data, chunk) == [ours for ours, _ in steps]
     assert ask(memcached, data) == (b"".join(theirs for _, theirs in steps), False)
@@ -644,7 +644,7 @@ def test_too_large_value_is_swallowed_unbuffered(memcached):
     tail = b"\r\nget tx-big\r\n"
     p = Parser()
     out = run(head, parser=p)
-    assert out == [TOO_LARGE]
+    assert out == [TooLarge("set", b"tx-big", False)]
     chunk = b"v" * 65536
     for _ in range(nbytes // len(chunk)):
         p.feed(chunk)
@@ -658,13 +658,33 @@ def test_too_large_value_is_swallowed_unbuffered(memcached):
 def test_too_large_value_swallowed_bytewise():
     """Swallowing gives the same result fed one byte at a time (item_size_max 1024)."""
     data = b"set k 0 0 2000\r\n" + b"v" * 2000 + b"\r\nget k\r\n"
-    assert check(data, item_size_max=1024) == [TOO_LARGE, _get(b"k")]
+    assert check(data, item_size_max=1024) == [TooLarge("set", b"k", False), _get(b"k")]
 
 
 def test_too_large_refused_even_when_data_chunk_is_bad():
     """The swallow is exactly <bytes>+2: a missing \\r\\n is not noticed."""
     data = b"set k 0 0 2000\r\n" + b"v" * 2002 + b"get k\r\n"
-    assert check(data, item_size_max=1024) == [TOO_LARGE, _get(b"k")]
+    assert check(data, item_size_max=1024) == [TooLarge("set", b"k", False), _get(b"k")]
+
+
+@pytest.mark.parametrize("verb", [b"set", b"add", b"replace", b"append", b"prepend", b"cas"])
+@pytest.mark.parametrize("noreply", [False, True])
+def test_too_large_is_an_event_naming_verb_and_key(verb: bytes, noreply: bool):
+    """A refused store is a TooLarge event: the server must know what to drop.
+
+    memcached 1.6.18 deletes the item stored under the key for a refused set
+    (the server's business); the event carries the verb, the key and noreply,
+    and its error is memcached's line (hidden by noreply).
+    """
+    line = b"%s tx-tl 0 0 2000%s%s\r\n" % (
+        verb,
+        b" 1" if verb == b"cas" else b"",
+        b" noreply" if noreply else b"",
+    )
+    (ev,) = check(line + b"v" * 2000 + b"\r\n", item_size_max=1024)
+    assert ev == TooLarge(verb.decode(), b"tx-tl", noreply)
+    assert type(ev.error) is ServerError
+    assert error_line(ev.error) == (b"" if noreply else TOO_LARGE)
 
 
 def test_large_value_is_held_once():
