@@ -453,10 +453,15 @@ class Dispatcher:
             raise ClientError("cannot increment or decrement non-numeric value")
         value = (current + delta) % _U64 if incr else max(current - delta, 0)
         digits = b"%d" % value
-        if len(digits) < len(old):
-            digits = digits.ljust(len(old))  # memcached rewrites in place, space-padded
+        in_place = len(digits) <= len(old)
+        if in_place:  # memcached rewrites the item in place, space-padded
+            digits = digits.ljust(len(old))
         cas = self.next_cas()
         self.table.set(key, digits, item.flags, item.exptime, cas)
+        if in_place and item.state:  # ...so it keeps its fetched, stale and token bits
+            fresh = self.table.peek(scope, key)
+            if fresh is not None and fresh.slot >= 0:
+                self.table.set_state(fresh, item.state)
         return value, cas, item
 
     def touch(self, req: Any, scope: DerefScope, out: list) -> None:
@@ -470,6 +475,7 @@ class Dispatcher:
             item = self._lookup(scope, req.key)
             hit = item is not None
             if hit:
+                self._accessed(item)  # memcached's touch bumps the item: mg h says so
                 self._set_exptime(item, exptime)
         self.counters["touch_hits" if hit else "touch_misses"] += 1
         if not req.noreply:
@@ -649,7 +655,7 @@ class Dispatcher:
         if compare is not None and mode in ("set", "replace"):
             mode = "cas"
         cas = req.new_cas or self.next_cas()
-        if compare is not None and mode in ("append", "prepend", "add"):
+        if compare is not None and mode in ("append", "prepend"):  # add ignores C
             item = self._lookup(scope, req.key)
             if item is not None and item.cas != compare:
                 out.append(compose_ms(req, b"EX"))
@@ -657,15 +663,15 @@ class Dispatcher:
         raw = 0 if req.ttl is None else req.ttl
         line = self._store(mode, scope, req.key, req.data, req.client_flags, raw, compare, cas)
         code = {STORED: b"HD", NOT_STORED: b"NS", EXISTS: b"EX", NOT_FOUND: b"NF"}[line]
-        if code == b"EX" and req.invalidate and compare is not None:
+        if code == b"EX" and req.invalidate and mode == "cas":
             item = self._lookup(scope, req.key)
-            if item is not None and compare < item.cas:  # I: an older cas stores, as stale
-                self._put(
-                    req.key, req.data, req.client_flags, absolute_exptime(raw, self.now()), cas
-                )
+            if item is not None and compare < item.cas:
+                # I: an older cas still stores, as a stale item that keeps
+                # the old one's TTL and won token (memcached's CAS_STALE)
+                self._put(req.key, req.data, req.client_flags, item.exptime, cas)
                 fresh = self.table.peek(scope, req.key)
                 if fresh is not None and fresh.slot >= 0:
-                    self.table.set_state(fresh, STALE)
+                    self.table.set_state(fresh, STALE | (item.state & TOKEN_SENT))
                 code = b"HD"
         if code == b"HD" and req.binary:
             self._mark_binary(scope, req.key)

@@ -210,6 +210,26 @@ STREAMS = {
     b"ms rc1 1 T100\r\nb\r\nmg rc1 R30 v\r\nms rc2 1\r\nc\r\nmg rc2 R30 v\r\n",
     "mg-stale": b"ms st1 1 T100\r\na\r\nmd st1 I T30\r\nmg st1 v t c\r\nmg st1 v\r\n"
     b"ms st1 1\r\nb\r\nmg st1 v\r\nmd st9 I\r\nmd st1 I\r\nmg st1 c\r\n",
+    # a stale item: X on every hit, W handed out once (then Z) until md I
+    # hands it out again; ms I with an older cas stores a stale item that
+    # keeps the old TTL and token; incr rewriting in place keeps it stale
+    "stale-win-once": b"ms sw1 1 T100\r\na\r\nmd sw1 I\r\nmg sw1 v\r\nmg sw1 v q\r\n"
+    b"mg sw1 k R30\r\nmg sw1 N30\r\nmd sw1 I q\r\nmg sw1 c\r\nmg sw1\r\nmd sw1 q\r\nmg sw1\r\n"
+    b"mg sw2 N30 v\r\nmd sw2 I\r\nmg sw2 v\r\nmg sw2 N30 v\r\n",
+    "stale-ms-invalidate": b"ms si1 1 T100\r\na\r\nmd si1 I T40\r\nms si1 1 C1 I T500\r\nb\r\n"
+    b"mg si1 t v\r\nms si2 1\r\na\r\nmd si2 I\r\nmg si2\r\nms si2 1 I C1\r\nb\r\n"
+    b"mg si2 v t\r\nmd si2 I\r\nmg si2 v\r\nms si3 1 T100\r\na\r\nmd si3 I\r\n"
+    b"ms si3 1 C1 I MR\r\nb\r\nmg si3 v\r\nms si3 1 C1 I MA\r\nc\r\nms si3 1 C1 I ME\r\nc\r\n"
+    b"ms si3 1 C99999999999 I\r\nc\r\nmg si3 v\r\nms si3 1 I\r\nd\r\nmg si3 v\r\n",
+    "stale-arith": b"set sa1 0 0 1\r\n1\r\nmd sa1 I\r\nincr sa1 1\r\nmg sa1 v\r\n"
+    b"set sa2 0 0 1\r\n9\r\nmd sa2 I\r\nincr sa2 1\r\nmg sa2 v\r\nms sa3 2\r\n10\r\n"
+    b"md sa3 I\r\nma sa3 MD v\r\nmg sa3 v\r\nmg sa3 v\r\nset sa4 0 0 1\r\n5\r\n"
+    b"md sa4 I\r\nappend sa4 0 0 1\r\n5\r\nmg sa4 v\r\n",
+    "fetched-bit": b"set fb1 0 0 1\r\n1\r\ntouch fb1 100\r\nmg fb1 h\r\nset fb2 0 0 1\r\n1\r\n"
+    b"mg fb2 h\r\nmg fb2 h\r\nappend fb2 0 0 1\r\n1\r\nmg fb2 h\r\nset fb3 0 0 1\r\n1\r\n"
+    b"gat 10 fb3\r\nmg fb3 h\r\nset fb4 0 0 1\r\n7\r\nmd fb4 I\r\nincr fb4 1\r\nmg fb4 h u\r\n",
+    "ms-add-ignores-cas": b"ms mai1 1\r\na\r\nms mai1 1 ME C1\r\nb\r\nms mai1 1 ME C1 I\r\nb\r\n"
+    b"ms mai2 1 ME C1\r\nb\r\nmg mai2 v\r\nms mai1 1 MP C1\r\nb\r\nmg mai1 v\r\n",
     "mg-touch": b"set mt1 0 0 1\r\na\r\nmg mt1 T0\r\nmg mt1 t\r\nmg mt1 T-1 v\r\nmg mt1 v\r\n",
     # -- meta: ms ----------------------------------------------------------------------
     "ms-modes": b"ms mm1 2 MR\r\nhi\r\nms mm1 2 ME\r\nhi\r\nms mm1 2 ME\r\nyo\r\n"
