@@ -22,9 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from protocol import ClientError
+from protocol import ClientError, CommandError
 from protocol.far import Status
 from protocol.memcache import (
+    CRAWLER_BADCLASS,
+    CRAWLER_NOTSTARTED,
     DELETED,
     END,
     EXISTS,
@@ -34,13 +36,18 @@ from protocol.memcache import (
     NOT_FOUND,
     NOT_STORED,
     OK,
+    REASSIGN_BADCLASS,
+    REASSIGN_NOSPARE,
+    REASSIGN_SAME,
     SHUTDOWN_DISABLED,
     STORED,
+    TLS_NOT_ENABLED,
     TOUCHED,
     ItemInfo,
     compose_ma,
     compose_md,
     compose_me,
+    compose_metadump,
     compose_mg_hit,
     compose_miss,
     compose_ms,
@@ -114,6 +121,7 @@ class Dispatcher:
         self._cas = 0
         self._flush_timer: Any = None
         self.detail_on = False  # `stats detail on|off`
+        self.lru_crawler = True  # `lru_crawler enable|disable` (there is nothing to crawl)
         self.detail: dict[bytes, list[int]] = {}  # key prefix -> [get, hit, set, del]
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.handlers: dict[str, Callable[[Any, DerefScope, list], None]] = {
@@ -145,6 +153,20 @@ class Dispatcher:
             "ma": self.ma,
             "me": self.me,
             "mn": self.mn,
+            "slabs reassign": self.slabs_reassign,
+            "slabs automove": self.admin_setting,
+            "lru_crawler crawl": self.lru_crawler_crawl,
+            "lru_crawler metadump": self.lru_crawler_metadump,
+            "lru_crawler tocrawl": self.admin_setting,
+            "lru_crawler sleep": self.admin_setting,
+            "lru_crawler enable": self.lru_crawler_switch,
+            "lru_crawler disable": self.lru_crawler_switch,
+            "lru tune": self.admin_setting,
+            "lru mode": self.admin_setting,
+            "lru temp_ttl": self.admin_setting,
+            "extstore": self.admin_setting,
+            "watch": self.watch,
+            "refresh_certs": self.refresh_certs,
         }
 
     # -- helpers -------------------------------------------------------------------
@@ -553,6 +575,86 @@ class Dispatcher:
             self.counters[name] = 0
         self.detail.clear()
 
+    # -- administrative commands (memcached's slabs, lru_crawler, lru, ...) ----------------
+
+    def admin_setting(self, req: Any, scope: DerefScope, out: list) -> None:
+        """slabs automove, lru_crawler tocrawl|sleep, lru tune|mode|temp_ttl, extstore.
+
+        Valid forms answer OK and change nothing: kvcache has no slab classes,
+        segmented LRU, crawler pacing or extstore for them to tune.
+        """
+        if not req.noreply:
+            out.append(OK)
+
+    def slabs_reassign(self, req: Any, scope: DerefScope, out: list) -> None:
+        """slabs reassign <src> <dst>: no page ever moves (one class of heap segments)."""
+        src, dst = req.args
+        if src == dst:
+            out.append(REASSIGN_SAME)
+        elif src not in _SLAB_CLASSES or dst not in _SLAB_CLASSES:
+            out.append(REASSIGN_BADCLASS)  # -1 ("pick any") finds no class to pick
+        else:
+            out.append(REASSIGN_NOSPARE)
+
+    def lru_crawler_crawl(self, req: Any, scope: DerefScope, out: list) -> None:
+        """lru_crawler crawl <classes>: OK; expired items are reclaimed anyway."""
+        if not self.lru_crawler:
+            raise ClientError("lru crawler disabled")
+        (classes,) = req.args
+        if classes is None:
+            out.append(CRAWLER_BADCLASS)
+        elif classes == "hash":  # memcached walks the hash table only for metadump
+            raise CommandError("an unknown error happened")
+        else:
+            out.append(CRAWLER_NOTSTARTED if classes == () else OK)
+
+    def lru_crawler_metadump(self, req: Any, scope: DerefScope, out: list) -> None:
+        """lru_crawler metadump <classes>: a line per live resident item, then END."""
+        if not self.lru_crawler:
+            raise ClientError("lru crawler disabled")
+        if out:
+            raise CommandError("cannot pipeline other commands before metadump")
+        (classes,) = req.args
+        if classes is None:
+            out.append(CRAWLER_BADCLASS)
+            return
+        if classes == ():
+            out.append(CRAWLER_NOTSTARTED)
+            return
+        if classes in ("all", "hash") or 1 in classes:
+            own = DerefScope()  # the lines are copies: pin nothing past the dump
+            try:
+                for key in list(self.table.index):
+                    item = self.table.peek(own, key)
+                    if item is not None:
+                        out.append(self._metadump_line(item))
+            finally:
+                own.release()
+        out.append(END)
+
+    def _metadump_line(self, item: Item) -> bytes:
+        size = 56 + len(item.key) + 1 + len(item.value) + 2  # memcached's item size, as `me`
+        fetched = bool(item.state & FETCHED)
+        return compose_metadump(item.key, item.exptime, item.atime, item.cas, fetched, 1, size)
+
+    def lru_crawler_switch(self, req: Any, scope: DerefScope, out: list) -> None:
+        """lru_crawler enable|disable: memcached's crawler thread, as a flag."""
+        if req.cmd == "lru_crawler disable":
+            self.lru_crawler = False
+        elif self.lru_crawler:
+            raise CommandError("failed to start lru crawler thread")  # already running
+        else:
+            self.lru_crawler = True
+        out.append(OK)
+
+    def watch(self, req: Any, scope: DerefScope, out: list) -> None:
+        """watch: refused, as by memcached -W (kvcache streams no logs to clients)."""
+        raise ClientError("watch commands not allowed", noreply=req.noreply)
+
+    def refresh_certs(self, req: Any, scope: DerefScope, out: list) -> None:
+        """refresh_certs: memcached's answer without TLS (sent even with noreply)."""
+        out.append(TLS_NOT_ENABLED)
+
     # -- meta commands ----------------------------------------------------------------
 
     def mn(self, req: Any, scope: DerefScope, out: list) -> None:
@@ -751,6 +853,7 @@ class Dispatcher:
 # 1.6.18's process_update_command does it for set only, process_mset_command
 # for every mode; add/replace/append/prepend/cas keep the old item).
 _DROPS_ON_TOO_LARGE = frozenset(("set", "ms"))
+_SLAB_CLASSES = (0, 1)  # `slabs reassign` ids: memcached's global page pool, and the heap
 
 
 class _CasMismatch(Exception):

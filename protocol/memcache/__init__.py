@@ -1,11 +1,20 @@
 """memcached's text and meta protocols, server side, sans-I/O.
 
-`Parser` turns bytes into request events (requests.py); `text` and `meta`
-hold one parser per command; `replies` and the `compose_*` functions of
+`Parser` turns bytes into request events (requests.py); `text`, `meta` and
+`admin` hold one parser per command; `replies` and the `compose_*` functions of
 `meta` build reply bytes. Errors are `protocol.ProtocolError`s, turned into
 reply lines by `protocol.error_line`.
 """
 
+from protocol.memcache.admin import (
+    CRAWLER_BADCLASS,
+    CRAWLER_NOTSTARTED,
+    REASSIGN_BADCLASS,
+    REASSIGN_NOSPARE,
+    REASSIGN_SAME,
+    TLS_NOT_ENABLED,
+    compose_metadump,
+)
 from protocol.memcache.meta import (
     ItemInfo,
     compose_ma,
@@ -40,6 +49,7 @@ from protocol.memcache.replies import (
 )
 from protocol.memcache.requests import (
     NEED_DATA,
+    Admin,
     Arith,
     BinaryProtocol,
     CacheMemlimit,
@@ -66,6 +76,8 @@ from protocol.memcache.requests import (
 from protocol.memcache.text import KEY_MAX_LENGTH, item_too_large
 
 __all__ = [
+    "CRAWLER_BADCLASS",
+    "CRAWLER_NOTSTARTED",
     "CRLF",
     "DEFAULT_ITEM_SIZE_MAX",
     "DELETED",
@@ -81,10 +93,15 @@ __all__ = [
     "NOT_FOUND",
     "NOT_STORED",
     "OK",
+    "REASSIGN_BADCLASS",
+    "REASSIGN_NOSPARE",
+    "REASSIGN_SAME",
     "RESET",
     "SHUTDOWN_DISABLED",
     "STORED",
+    "TLS_NOT_ENABLED",
     "TOUCHED",
+    "Admin",
     "Arith",
     "BinaryProtocol",
     "CacheMemlimit",
@@ -110,6 +127,7 @@ __all__ = [
     "Verbosity",
     "Version",
     "compose_ma",
+    "compose_metadump",
     "compose_md",
     "compose_me",
     "compose_mg_hit",

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from protocol.errors import ClientError, CommandError, ProtocolError
-from protocol.memcache import meta, text
+from protocol.memcache import admin, meta, text
 from protocol.memcache.requests import NEED_DATA, BinaryProtocol, Get, Request
 from protocol.memcache.text import KEY_MAX_LENGTH
 
@@ -34,7 +34,7 @@ MAX_LINE = 2048  # memcached: no newline within 2048 bytes -> close
 MAX_GET_LINE = 1024 * 1024  # multi-get lines may be long; bounded here
 LARGE_BLOCK = 64 * 1024  # data blocks above this are collected as chunks
 
-_COMMANDS = {**text.COMMANDS, **meta.COMMANDS}
+_COMMANDS = {**text.COMMANDS, **meta.COMMANDS, **admin.COMMANDS}
 _Outcome = TypeVar("_Outcome", ProtocolError, Request)  # what a swallow reports
 _LONG_LINE_PREFIXES = (b"get ", b"gets ", b"gat ", b"gats ")
 

@@ -13,6 +13,7 @@ from protocol.errors import ServerError
 
 __all__ = [
     "NEED_DATA",
+    "Admin",
     "Arith",
     "BinaryProtocol",
     "CacheMemlimit",
@@ -239,6 +240,21 @@ class CacheMemlimit(Request):
         self.cmd = "cache_memlimit"
         self.megabytes = megabytes  # uint32
         self.noreply = noreply
+
+
+class Admin(Request):
+    """An administrative command: slabs, lru_crawler, lru, watch, extstore, refresh_certs.
+
+    `cmd` names the command and its sub-command ("slabs reassign", "lru
+    mode", "watch"); `args` holds what admin.py parsed for it.
+    """
+
+    __slots__ = ("args", "noreply")
+
+    def __init__(self, cmd: str, args: tuple, noreply: bool):
+        self.cmd = cmd
+        self.args = args  # parsed arguments, per command (admin.py)
+        self.noreply = noreply  # memcached's set_noreply_maybe: no reply line at all
 
 
 class BinaryProtocol(Request):

@@ -42,7 +42,7 @@ import socket
 import time
 
 import pytest
-from kvproc import KvCache, converse, normalize
+from kvproc import KvCache, converse, exchange, normalize
 from oracle import private_memcached
 
 NOW = int(time.time())
@@ -504,3 +504,94 @@ def test_pymemcache_hash_client_two_servers(kv):
             out, _ = converse(port, b"get " + " ".join(keys).encode() + b"\r\n")
             per_server.append(out.count(b"VALUE "))
         assert sum(per_server) == 200 and min(per_server) > 0
+
+
+ADMIN_STREAM = (
+    b"slabs reassign 1 0\r\nslabs reassign 5 5\r\nslabs reassign -1 70\r\nslabs reassign x 2\r\n"
+    b"slabs reassign 1 2 noreply\r\nslabs automove 1\r\nslabs automove 3\r\nslabs automove x\r\n"
+    b"slabs automove 1 noreply\r\nslabs automove noreply\r\nslabs automove ratio 0.5\r\n"
+    b"slabs automove ratio x\r\nslabs\r\nlru_crawler crawl ,\r\nlru_crawler crawl 64\r\n"
+    b"lru_crawler crawl hash\r\nlru_crawler crawl 1,,63\r\n"  # then BUSY a while: one crawl
+    b"lru_crawler metadump x\r\nlru_crawler tocrawl 5\r\nlru_crawler tocrawl -1\r\n"
+    b"lru_crawler sleep 100\r\nlru_crawler sleep 1000001\r\nlru_crawler enable\r\n"
+    b"lru_crawler bogus\r\nlru_crawler crawl all noreply\r\nlru tune 10 20 0.1 2.0\r\n"
+    b"lru tune 50 50 0.1 2\r\nlru tune 10 20 0 2\r\nlru tune x 20 0.1 2\r\nlru mode flat\r\n"
+    b"lru mode segmented\r\nlru mode x noreply\r\nlru temp_ttl 61\r\nlru temp_ttl x\r\nlru\r\n"
+    b"extstore item_size 10\r\nextstore max_frag x\r\nextstore free_memchunks 1 2\r\n"
+    b"extstore drop_unread 0 noreply\r\nrefresh_certs\r\nrefresh_certs noreply\r\n"
+    b"misbehave\r\ndebugtime 1\r\n"
+)
+
+
+def test_admin_commands_match_memcached(kv):
+    """slabs, lru_crawler, lru, extstore, refresh_certs: memcached 1.6.18's replies.
+
+    On a memcached of its own: these commands change the whole server. kvcache
+    answers OK to the settings it has no use for, and changes nothing.
+    """
+    with private_memcached() as mc:
+        ours, theirs = both(kv, mc, ADMIN_STREAM)
+    assert ours == theirs
+    assert ours.count(b"OK\r\n") == 11
+
+
+def test_watch_is_refused_as_by_memcached_without_watch(kv):
+    """kvcache streams no logs: it answers watch as memcached -W does."""
+    stream = b"watch\r\nwatch fetchers\r\nwatch noreply\r\nversion\r\n"
+    with private_memcached("-W") as mc:
+        ours, theirs = both(kv, mc, stream)
+    assert ours == theirs
+    assert ours.startswith(b"CLIENT_ERROR watch commands not allowed\r\n" * 2 + b"VERSION")
+
+
+def _dump(port: int, data: bytes) -> list[bytes]:
+    """A metadump's lines (on its own connection), la= and cas= blanked, exp= rounded; sorted.
+
+    No `mn` after it: memcached leaves what follows a metadump in the same
+    read unanswered until the client sends more (kvcache answers at once).
+    """
+    out, _ = exchange(port, data)
+    out = re.sub(rb" la=\d+", b" la=N", out)
+    out = re.sub(rb" cas=\d+", b" cas=N", out)
+    out = re.sub(rb"exp=(\d\d+)", lambda m: b"exp=~%d" % round(int(m.group(1)), -1), out)
+    return sorted(out.split(b"\n"))
+
+
+def test_lru_crawler_metadump_enable_disable():
+    """metadump lists the live items; it must come first in a batch; disable stops it.
+
+    Each step on a connection of its own, as memcached's crawler thread takes
+    a moment to stop (right after `disable` it answers ERROR for a crawl).
+    """
+    setup = (
+        b"set md1 0 0 1\r\nx\r\nset md/2 0 %d 5\r\nhello\r\nget md/2\r\nset md3 0 -1 1\r\ny\r\n"
+        % (NOW + 1000)
+    )
+    steps: dict[str, list] = {"kv": [], "mc": []}
+    with private_memcached() as mc, KvCache("-m", "8", "--far", "none") as kv:
+        ports = (("kv", kv.port), ("mc", mc.port))
+        for name, port in ports:
+            converse(port, setup)
+            steps[name].append(_dump(port, b"lru_crawler metadump all\r\n"))
+            steps[name].append(_dump(port, b"lru_crawler metadump hash\r\n"))
+            steps[name].append(converse(port, b"version\r\nlru_crawler metadump 1\r\n")[0])
+            steps[name].append(converse(port, b"lru_crawler disable\r\n")[0])
+        time.sleep(0.5)
+        for name, port in ports:
+            crawl = b"lru_crawler crawl all\r\nlru_crawler metadump 1\r\n"
+            steps[name].append(converse(port, crawl)[0])
+            steps[name].append(converse(port, b"lru_crawler enable\r\n")[0])
+        time.sleep(0.5)
+        for name, port in ports:
+            steps[name].append(converse(port, b"lru_crawler enable\r\n")[0])
+            steps[name].append(converse(port, b"lru_crawler crawl all\r\n")[0])
+    ours = [s if isinstance(s, list) else normalize(s) for s in steps["kv"]]
+    theirs = [s if isinstance(s, list) else normalize(s) for s in steps["mc"]]
+    assert ours == theirs
+    dump = ours[0]
+    assert dump == ours[1]
+    assert b"key=md%%2F2 exp=~%d la=N cas=N fetch=yes cls=1 size=68" % round(NOW + 1000, -1) in dump
+    assert b"key=md1 exp=-1 la=N cas=N fetch=no cls=1 size=63" in dump
+    assert not any(b"md3" in line for line in dump)  # expired: not listed
+    assert ours[2] == b"VERSION X\r\nERROR cannot pipeline other commands before metadump\r\nMN\r\n"
+    assert ours[4] == b"CLIENT_ERROR lru crawler disabled\r\n" * 2 + b"MN\r\n"
