@@ -26,7 +26,7 @@ from protocol.memcache.meta import (
     decode_key,
     encode_key,
 )
-from protocol.memcache.parser import DEFAULT_ITEM_SIZE_MAX, MAX_GET_LINE, MAX_LINE, Parser
+from protocol.memcache.parser import DEFAULT_ITEM_SIZE_MAX, MAX_GET_LINE, MAX_LINE, MAX_READ, Parser
 from protocol.memcache.replies import (
     CRLF,
     DELETED,
@@ -86,6 +86,7 @@ __all__ = [
     "KEY_MAX_LENGTH",
     "MAX_GET_LINE",
     "MAX_LINE",
+    "MAX_READ",
     "MEMLIMIT_TOO_LARGE",
     "MEMLIMIT_TOO_SMALL",
     "MN",
