@@ -188,6 +188,25 @@ class Dispatcher:
             self.counters["far_errors"] += 1
             return None
 
+    def _probe(self, key: bytes, copy_value: bool = False) -> Item | None:
+        """The live item under `key` (from far if need be), pinning nothing. May park.
+
+        For requests that allocate next: a request that waited for memory
+        while pinning a segment could wait on itself (a 4-segment heap may
+        have no other to evacuate). Only the item's fields stay valid: its
+        value is copied out with `copy_value`, else emptied; to change the
+        item in place, peek it again.
+        """
+        own = DerefScope()
+        try:
+            item = self._lookup(own, key)
+            if item is not None:
+                item.value = memoryview(bytes(item.value) if copy_value else b"")
+                item.slot, item.seg = -1, None  # its location may change from now on
+        finally:
+            own.release()
+        return item
+
     def _far_op(self, key: bytes, op: str, *fields: int, data: bytes = b"") -> tuple:
         """An offloaded op on a far item; (None, ...) if the node is unreachable."""
         self.counters["offloads"] += 1
@@ -360,7 +379,7 @@ class Dispatcher:
                 return EXISTS
             self.counters["cas_misses"] += 1
             return NOT_FOUND
-        item = self._lookup(scope, key)
+        item = self._probe(key, copy_value=mode in ("append", "prepend"))
         if mode == "add":
             return (
                 NOT_STORED if item is not None else self._put(key, value, flags, exptime, new_cas)
@@ -452,10 +471,20 @@ class Dispatcher:
             out.append(compose_number(result[0]))
 
     def _arith(
-        self, scope: DerefScope, key: bytes, incr: bool, delta: int, compare: int | None
+        self,
+        scope: DerefScope,
+        key: bytes,
+        incr: bool,
+        delta: int,
+        compare: int | None,
+        offload: bool = True,
     ) -> tuple[int, int, Item | None] | None:
-        """(new value, new cas, item) or None if missing; raises on non-numeric / EX."""
-        if self._is_far(key) and compare is None:
+        """(new value, new cas, item) or None if missing; raises on non-numeric / EX.
+
+        A far item is changed at the far node (offloaded) unless `offload` is
+        False or a cas is compared: then it is fetched and changed here.
+        """
+        if offload and compare is None and self._is_far(key):
             status, fields, _ = self._far_op(
                 key, "incr" if incr else "decr", delta, self.next_cas()
             )
@@ -464,7 +493,7 @@ class Dispatcher:
             if status == Status.NON_NUMERIC:
                 raise ClientError("cannot increment or decrement non-numeric value")
             return None
-        item = self._lookup(scope, key)
+        item = self._probe(key, copy_value=True)
         if item is None:
             return None
         if compare is not None and item.cas != compare:
@@ -684,9 +713,10 @@ class Dispatcher:
             )
         )
 
-    def _info(self, item: Item, binary: bool) -> ItemInfo:
+    def _info(self, item: Item, binary: bool, exptime: int) -> ItemInfo:
+        """What an mg reply may say of `item`; `t` reports `exptime` (as its flag saw it)."""
         now = self.now()
-        ttl = -1 if item.exptime == 0 else item.exptime - now
+        ttl = -1 if exptime == 0 else exptime - now
         return ItemInfo(
             item.key,
             len(item.value),
@@ -698,45 +728,61 @@ class Dispatcher:
             binary,
         )
 
+    def _flag_walk(
+        self, req: Any, exptime: int, created: bool, token_sent: bool, recache: bool
+    ) -> tuple[int, int, bool]:
+        """mg/ma flags acting in request order, as memcached's reply loop applies them.
+
+        T sets the exptime where it stands, N does for an item just created
+        (and wins it), R wins where it stands, `t` reports the exptime as of
+        its place: `mg k t T30` shows the old TTL. Returns (exptime after the
+        flags, exptime `t` saw, won).
+        """
+        now = self.now()
+        shown = exptime
+        won = False
+        for tok in req.tokens:
+            ch = tok[0]
+            if ch == 84:  # T
+                exptime = absolute_exptime(req.ttl, now)
+            elif ch == 78 and created:  # N
+                exptime = absolute_exptime(req.vivify, now)
+                won = True
+            elif ch == 82 and recache:  # R
+                if not token_sent and not created and exptime != 0:
+                    won = won or exptime < absolute_exptime(req.recache, now)
+            elif ch == 116:  # t
+                shown = exptime
+        return exptime, shown, won
+
     def mg(self, req: Any, scope: DerefScope, out: list) -> None:
-        """mg <key> <flags>*."""
+        """mg <key> <flags>*: its flags act in request order, as memcached's do."""
         c = self.counters
-        item = self._lookup(scope, req.key)
-        created = False
-        if item is None and req.vivify is not None:
-            exptime = absolute_exptime(req.vivify, self.now())
-            self.table.set(req.key, b"", 0, exptime, self.next_cas())
+        item = self._lookup(scope, req.key)  # may park
+        created = item is None and req.vivify is not None
+        if created:  # N: an empty item, its TTL set by the flags below
+            self.table.set(req.key, b"", 0, 0, self.next_cas())  # may park: nothing done yet
             item = self.table.peek(scope, req.key)
-            created = item is not None
-        touched = req.ttl is not None
-        c["cmd_touch" if touched else "cmd_get"] += 1
         if item is None:
-            c["touch_misses" if touched else "get_misses"] += 1
+            c["cmd_get"] += 1
+            c["get_misses"] += 1  # a miss counts as a get, T or not (memcached)
             out.append(compose_miss(req, b"EN"))
             return
-        c["touch_hits" if touched else "get_hits"] += 1
+        state = item.state
+        token_sent = bool(state & TOKEN_SENT)
+        exptime, shown, won = self._flag_walk(req, item.exptime, created, token_sent, True)
         value = item.value
-        if touched:
-            exptime = absolute_exptime(req.ttl, self.now())
+        if exptime != item.exptime:
             if exptime == _EXPIRED:
                 value = bytes(value)  # returned, then gone
-            self._set_exptime(item, exptime)
-        state = item.state
-        won = False
-        if created:
-            won = True
-        elif (
-            req.recache is not None
-            and not state & TOKEN_SENT
-            and item.exptime != 0
-            and item.exptime < absolute_exptime(req.recache, self.now())
-        ):
-            won = True
-        token_sent = bool(state & TOKEN_SENT) and not created
+            self._set_exptime(item, exptime)  # a far copy's touch may park: first change
+        touched = req.ttl is not None
+        c["cmd_touch" if touched else "cmd_get"] += 1
+        c["touch_hits" if touched else "get_hits"] += 1
         stale = bool(state & STALE)
         if stale and not token_sent:
             won = True
-        info = self._info(item, _binary_key(item))
+        info = self._info(item, _binary_key(item), shown)
         if item.slot >= 0 and self.table.index.get(req.key) == item.slot:
             new_state = state | (TOKEN_SENT if won else 0)
             if not req.no_update:
@@ -758,7 +804,7 @@ class Dispatcher:
             mode = "cas"
         cas = req.new_cas or self.next_cas()
         if compare is not None and mode in ("append", "prepend"):  # add ignores C
-            item = self._lookup(scope, req.key)
+            item = self._probe(req.key)
             if item is not None and item.cas != compare:
                 out.append(compose_ms(req, b"EX"))
                 return
@@ -766,8 +812,8 @@ class Dispatcher:
         line = self._store(mode, scope, req.key, req.data, req.client_flags, raw, compare, cas)
         code = {STORED: b"HD", NOT_STORED: b"NS", EXISTS: b"EX", NOT_FOUND: b"NF"}[line]
         if code == b"EX" and req.invalidate and mode == "cas":
-            item = self._lookup(scope, req.key)
-            if item is not None and compare < item.cas:
+            item = self._probe(req.key)
+            if item is not None and 0 < compare < item.cas:  # C0 compares as "no cas": EX
                 # I: an older cas still stores, as a stale item that keeps
                 # the old one's TTL and won token (memcached's CAS_STALE)
                 self._put(req.key, req.data, req.client_flags, item.exptime, cas)
@@ -789,7 +835,7 @@ class Dispatcher:
         """md <key> <flags>*: delete, or with I mark stale."""
         key = req.key
         if req.compare_cas is not None or req.invalidate or req.remove_value:
-            item = self._lookup(scope, key)
+            item = self._probe(key, copy_value=True)
             if item is None:
                 self.counters["delete_misses"] += 1
                 out.append(compose_md(req, b"NF"))
@@ -799,9 +845,11 @@ class Dispatcher:
                 out.append(compose_md(req, b"EX"))
                 return
             if req.invalidate or req.remove_value:
-                if item.slot < 0:  # non-temporal: bring it home to change it
+                resident = self.table.peek(scope, key)
+                if resident is None:  # non-temporal: bring it home to change it
                     self.table.set(key, bytes(item.value), item.flags, item.exptime, item.cas)
-                    item = self.table.peek(scope, key)
+                    resident = self.table.peek(scope, key)
+                item = resident
                 if req.remove_value:
                     self.table.set(key, b"", item.flags, item.exptime, item.cas)
                     item = self.table.peek(scope, key)
@@ -817,20 +865,23 @@ class Dispatcher:
         out.append(compose_md(req, b"HD" if found else b"NF"))
 
     def ma(self, req: Any, scope: DerefScope, out: list) -> None:
-        """ma <key> <flags>*: incr/decr with auto-create."""
+        """ma <key> <flags>*: incr/decr with auto-create; t and T act in request order."""
         incr = req.mode in (None, 73, 43)  # I, +
         name = "incr" if incr else "decr"
+        timed = req.ttl is not None or any(tok[0] == 116 for tok in req.tokens)  # T or t
         try:
-            # C0 compares nothing (memcached's do_add_delta skips a cas of 0)
-            result = self._arith(scope, req.key, incr, req.delta, req.compare_cas or None)
+            # C0 compares nothing (memcached's do_add_delta skips a cas of 0);
+            # T and t need the item's exptime: it is brought home, not offloaded
+            result = self._arith(
+                scope, req.key, incr, req.delta, req.compare_cas or None, offload=not timed
+            )
         except _CasMismatch:
             out.append(compose_miss(req, b"EX"))
             return
         created = False
         if result is None and req.vivify is not None:
-            exptime = absolute_exptime(req.vivify, self.now())
             cas = self.next_cas()
-            self.table.set(req.key, b"%d" % req.initial, 0, exptime, cas)
+            self.table.set(req.key, b"%d" % req.initial, 0, 0, cas)  # N sets its TTL below
             result = (req.initial, cas, None)
             created = True
         if result is None:
@@ -841,11 +892,12 @@ class Dispatcher:
             self.counters[name + "_hits"] += 1
         value, cas, _ = result
         item = self.table.peek(scope, req.key)
-        if req.ttl is not None and item is not None and not created:
-            self.table.set_exptime(item, absolute_exptime(req.ttl, self.now()))
         ttl = -1
-        if item is not None and item.exptime:
-            ttl = item.exptime - self.now()
+        if item is not None:
+            exptime, shown, _ = self._flag_walk(req, item.exptime, created, False, False)
+            if exptime != item.exptime:
+                self._set_exptime(item, exptime)
+            ttl = -1 if shown == 0 else shown - self.now()
         out.append(compose_ma(req, value, cas, ttl, created=created))
 
 

@@ -237,6 +237,14 @@ STREAMS = {
     b"gat 10 fb3\r\nmg fb3 h\r\nset fb4 0 0 1\r\n7\r\nmd fb4 I\r\nincr fb4 1\r\nmg fb4 h u\r\n",
     "ms-add-ignores-cas": b"ms mai1 1\r\na\r\nms mai1 1 ME C1\r\nb\r\nms mai1 1 ME C1 I\r\nb\r\n"
     b"ms mai2 1 ME C1\r\nb\r\nmg mai2 v\r\nms mai1 1 MP C1\r\nb\r\nmg mai1 v\r\n",
+    # mg and ma flags act in request order: `t` before T shows the old TTL, N
+    # sets a created item's TTL where it stands, R compares the TTL as of R
+    "meta-flag-order": b"set fo1 0 0 1\r\nx\r\nmg fo1 t T100\r\nmg fo1 t\r\n"
+    b"mg fo2 t N100 v\r\nmg fo2 t\r\nmg fo3 N100 t v\r\nma fo4 N1000 T0 t\r\nmg fo4 t\r\n"
+    b"ma fo5 T0 N1000 t\r\nmg fo5 t\r\nset fo6 0 1000 1\r\nx\r\nmg fo6 R5000 T0 v\r\n"
+    b"mg fo6 T0\r\nmg fo6 R5000\r\nmg fo7 T10 N100 t\r\nmg fo7 t\r\nmg fo8 N-1 v\r\nmg fo8 v\r\n",
+    "ms-c0-invalidate": b"ms mc01 1\r\na\r\nms mc01 1 C0 I\r\nb\r\nms mc01 1 C0 I q\r\nb\r\n"
+    b"mg mc01 v\r\ncas mc01 0 0 1 0\r\nc\r\nmg mc01 v\r\n",
     "mg-touch": b"set mt1 0 0 1\r\na\r\nmg mt1 T0\r\nmg mt1 t\r\nmg mt1 T-1 v\r\nmg mt1 v\r\n",
     # -- meta: ms ----------------------------------------------------------------------
     "ms-modes": b"ms mm1 2 MR\r\nhi\r\nms mm1 2 ME\r\nhi\r\nms mm1 2 ME\r\nyo\r\n"
