@@ -478,8 +478,8 @@ class Dispatcher:
         delta: int,
         compare: int | None,
         offload: bool = True,
-    ) -> tuple[int, int, Item | None] | None:
-        """(new value, new cas, item) or None if missing; raises on non-numeric / EX.
+    ) -> tuple[int, int, bool] | None:
+        """(new value, new cas, rewritten in place) or None if missing; raises on non-numeric / EX.
 
         A far item is changed at the far node (offloaded) unless `offload` is
         False or a cas is compared: then it is fetched and changed here.
@@ -489,7 +489,7 @@ class Dispatcher:
                 key, "incr" if incr else "decr", delta, self.next_cas()
             )
             if status == Status.OK:
-                return fields[0], fields[1], None
+                return fields[0], fields[1], True
             if status == Status.NON_NUMERIC:
                 raise ClientError("cannot increment or decrement non-numeric value")
             return None
@@ -513,7 +513,7 @@ class Dispatcher:
             fresh = self.table.peek(scope, key)
             if fresh is not None and fresh.slot >= 0:
                 self.table.set_state(fresh, item.state)
-        return value, cas, item
+        return value, cas, in_place
 
     def touch(self, req: Any, scope: DerefScope, out: list) -> None:
         """touch <key> <exptime>."""
@@ -803,7 +803,7 @@ class Dispatcher:
         if compare is not None and mode in ("set", "replace"):
             mode = "cas"
         cas = req.new_cas or self.next_cas()
-        if compare is not None and mode in ("append", "prepend"):  # add ignores C
+        if compare and mode in ("append", "prepend"):  # add ignores C; C0 compares nothing
             item = self._probe(req.key)
             if item is not None and item.cas != compare:
                 out.append(compose_ms(req, b"EX"))
@@ -821,8 +821,8 @@ class Dispatcher:
                 if fresh is not None and fresh.slot >= 0:
                     self.table.set_state(fresh, STALE | (item.state & TOKEN_SENT))
                 code = b"HD"
-        if code == b"HD" and req.binary:
-            self._mark_binary(scope, req.key)
+        if code == b"HD" and req.binary and mode not in ("append", "prepend"):
+            self._mark_binary(scope, req.key)  # an append stores a new item, unmarked
         out.append(compose_ms(req, code, cas if code == b"HD" else 0))
 
     def _mark_binary(self, scope: DerefScope, key: bytes) -> None:
@@ -882,7 +882,7 @@ class Dispatcher:
         if result is None and req.vivify is not None:
             cas = self.next_cas()
             self.table.set(req.key, b"%d" % req.initial, 0, 0, cas)  # N sets its TTL below
-            result = (req.initial, cas, None)
+            result = (req.initial, cas, True)
             created = True
         if result is None:
             self.counters[name + "_misses"] += 1
@@ -890,12 +890,14 @@ class Dispatcher:
             return
         if not created:
             self.counters[name + "_hits"] += 1
-        value, cas, _ = result
+        value, cas, in_place = result
         item = self.table.peek(scope, req.key)
         ttl = -1
         if item is not None:
             exptime, shown, _ = self._flag_walk(req, item.exptime, created, False, False)
-            if exptime != item.exptime:
+            # a number that grew is a new item in memcached: its reply loop's T
+            # then sets the old, unlinked one's exptime, so T changes nothing
+            if exptime != item.exptime and in_place:
                 self._set_exptime(item, exptime)
             ttl = -1 if shown == 0 else shown - self.now()
         out.append(compose_ma(req, value, cas, ttl, created=created))

@@ -245,6 +245,13 @@ STREAMS = {
     b"mg fo6 T0\r\nmg fo6 R5000\r\nmg fo7 T10 N100 t\r\nmg fo7 t\r\nmg fo8 N-1 v\r\nmg fo8 v\r\n",
     "ms-c0-invalidate": b"ms mc01 1\r\na\r\nms mc01 1 C0 I\r\nb\r\nms mc01 1 C0 I q\r\nb\r\n"
     b"mg mc01 v\r\ncas mc01 0 0 1 0\r\nc\r\nmg mc01 v\r\n",
+    # ms C0 appends (a cas of 0 compares nothing); an append with b stores an
+    # item whose key is not base64; ma T on a number that grew to a new item
+    # changes nothing (memcached sets the old item's exptime)
+    "ms-append-c0-b-ma-growth": b"ms ab1 1\r\n5\r\nms ab1 1 MA C0\r\n6\r\nmg ab1 v\r\n"
+    b"ms YWIy 1 b\r\nx\r\nms YWIy 1 MA b\r\ny\r\nmg ab2 k v\r\nme ab2\r\nms YWIz 1 b\r\nx\r\n"
+    b"ms YWIz 1 MS b k\r\nz\r\nmg ab3 k v\r\nset mq1 0 0 1\r\n9\r\nma mq1 T100 t v\r\n"
+    b"mg mq1 t v\r\nset mq2 0 0 1\r\n5\r\nma mq2 T100 v\r\nmg mq2 t\r\n",
     "mg-touch": b"set mt1 0 0 1\r\na\r\nmg mt1 T0\r\nmg mt1 t\r\nmg mt1 T-1 v\r\nmg mt1 v\r\n",
     # -- meta: ms ----------------------------------------------------------------------
     "ms-modes": b"ms mm1 2 MR\r\nhi\r\nms mm1 2 ME\r\nhi\r\nms mm1 2 ME\r\nyo\r\n"
