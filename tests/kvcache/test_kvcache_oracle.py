@@ -23,10 +23,9 @@ Deliberate differences kept (normalized, avoided, or compared loosely here):
   and flushes at its next clock tick past that (one to two seconds early);
   kvcache flushes at the delay. Compared right after the command and after
   the delay; kvcache alone is checked in between;
-- cache_memlimit <MB> within bounds: memcached answers OK; kvcache answers
-  `MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust` because app.py
-  wires no on_memlimit (the heap has no resize). Only the fixed error forms
-  (too small, too large, bad tokens, noreply) are compared;
+- cache_memlimit <MB> within bounds resizes the server under test (kvcache's
+  heap: tests/kvcache/test_kvcache_limits.py): only the fixed error forms
+  (too small, too large, bad tokens, noreply) are compared here;
 - E (new cas), x (md drop value), S and `s` on ms are newer than 1.6.18:
   kvcache follows current memcached, so they are not compared here;
 - an item ms stored under a `b` key answers mg k / me in base64 only while
