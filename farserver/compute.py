@@ -11,8 +11,8 @@ semantics, on the stored item, are memcached 1.6's:
                                 spaces, digits, then end/space/NUL); else
                                 NON_NUMERIC. incr wraps at 2^64, decr floors
                                 at 0. The new value is stored as its decimal
-                                string (memcached pads an in-place shorter
-                                result with spaces; kvcache's far items do not)
+                                string, space-padded to the old length when
+                                shorter (memcached rewrites it in place)
                touch, gat       set exptime (an expired one drops the item)
                cas              NOT_FOUND / EXISTS (cas differs) / OK stored
                clear            empties the table
@@ -105,7 +105,8 @@ def _delta(table: HashTable, key: bytes, fields: tuple, now: int, incr: bool) ->
     if value is None:
         raise NonNumeric("cannot increment or decrement non-numeric value")
     value = (value + delta) % _U64 if incr else max(value - delta, 0)
-    table.put(key, Item(item.flags, item.exptime, new_cas, b"%d" % value), now, forget=False)
+    digits = (b"%d" % value).ljust(len(item.value))  # memcached's in-place rewrite pads
+    table.put(key, Item(item.flags, item.exptime, new_cas, digits), now, forget=False)
     return Status.OK, _QQ.pack(value, new_cas), b""
 
 

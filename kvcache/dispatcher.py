@@ -22,9 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from protocol import ClientError
+from protocol import ClientError, CommandError
 from protocol.far import Status
 from protocol.memcache import (
+    CRAWLER_BADCLASS,
+    CRAWLER_NOTSTARTED,
     DELETED,
     END,
     EXISTS,
@@ -34,13 +36,18 @@ from protocol.memcache import (
     NOT_FOUND,
     NOT_STORED,
     OK,
+    REASSIGN_BADCLASS,
+    REASSIGN_NOSPARE,
+    REASSIGN_SAME,
     SHUTDOWN_DISABLED,
     STORED,
+    TLS_NOT_ENABLED,
     TOUCHED,
     ItemInfo,
     compose_ma,
     compose_md,
     compose_me,
+    compose_metadump,
     compose_mg_hit,
     compose_miss,
     compose_ms,
@@ -114,6 +121,7 @@ class Dispatcher:
         self._cas = 0
         self._flush_timer: Any = None
         self.detail_on = False  # `stats detail on|off`
+        self.lru_crawler = True  # `lru_crawler enable|disable` (there is nothing to crawl)
         self.detail: dict[bytes, list[int]] = {}  # key prefix -> [get, hit, set, del]
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.handlers: dict[str, Callable[[Any, DerefScope, list], None]] = {
@@ -127,6 +135,7 @@ class Dispatcher:
             "append": self.store,
             "prepend": self.store,
             "cas": self.store,
+            "too_large": self.too_large,
             "delete": self.delete,
             "incr": self.arith,
             "decr": self.arith,
@@ -144,6 +153,20 @@ class Dispatcher:
             "ma": self.ma,
             "me": self.me,
             "mn": self.mn,
+            "slabs reassign": self.slabs_reassign,
+            "slabs automove": self.admin_setting,
+            "lru_crawler crawl": self.lru_crawler_crawl,
+            "lru_crawler metadump": self.lru_crawler_metadump,
+            "lru_crawler tocrawl": self.admin_setting,
+            "lru_crawler sleep": self.admin_setting,
+            "lru_crawler enable": self.lru_crawler_switch,
+            "lru_crawler disable": self.lru_crawler_switch,
+            "lru tune": self.admin_setting,
+            "lru mode": self.admin_setting,
+            "lru temp_ttl": self.admin_setting,
+            "extstore": self.admin_setting,
+            "watch": self.watch,
+            "refresh_certs": self.refresh_certs,
         }
 
     # -- helpers -------------------------------------------------------------------
@@ -164,6 +187,25 @@ class Dispatcher:
         except FarMemoryError:
             self.counters["far_errors"] += 1
             return None
+
+    def _probe(self, key: bytes, copy_value: bool = False) -> Item | None:
+        """The live item under `key` (from far if need be), pinning nothing. May park.
+
+        For requests that allocate next: a request that waited for memory
+        while pinning a segment could wait on itself (a 4-segment heap may
+        have no other to evacuate). Only the item's fields stay valid: its
+        value is copied out with `copy_value`, else emptied; to change the
+        item in place, peek it again.
+        """
+        own = DerefScope()
+        try:
+            item = self._lookup(own, key)
+            if item is not None:
+                item.value = memoryview(bytes(item.value) if copy_value else b"")
+                item.slot, item.seg = -1, None  # its location may change from now on
+        finally:
+            own.release()
+        return item
 
     def _far_op(self, key: bytes, op: str, *fields: int, data: bytes = b"") -> tuple:
         """An offloaded op on a far item; (None, ...) if the node is unreachable."""
@@ -337,7 +379,7 @@ class Dispatcher:
                 return EXISTS
             self.counters["cas_misses"] += 1
             return NOT_FOUND
-        item = self._lookup(scope, key)
+        item = self._probe(key, copy_value=mode in ("append", "prepend"))
         if mode == "add":
             return (
                 NOT_STORED if item is not None else self._put(key, value, flags, exptime, new_cas)
@@ -363,6 +405,17 @@ class Dispatcher:
             return NOT_STORED
         table.set(key, joined, item.flags, item.exptime, new_cas or self.next_cas())
         return STORED
+
+    def too_large(self, req: Any, scope: DerefScope, out: list) -> None:
+        """A store refused for its size: drop the old item where memcached does, then say so."""
+        if req.verb in _DROPS_ON_TOO_LARGE:
+            self._delete(scope, req.key)  # may park: before anything is counted
+        if self.detail_on and req.verb != "ms":
+            row = self._prefix_row(req.key)  # memcached counts a classic store before its size
+            if row is not None:
+                row[2] += 1
+        self.counters["store_too_large"] += 1
+        raise req.error
 
     def _put(self, key: bytes, value: bytes, flags: int, exptime: int, cas: int | None) -> bytes:
         if exptime == _EXPIRED:
@@ -418,19 +471,29 @@ class Dispatcher:
             out.append(compose_number(result[0]))
 
     def _arith(
-        self, scope: DerefScope, key: bytes, incr: bool, delta: int, compare: int | None
-    ) -> tuple[int, int, Item | None] | None:
-        """(new value, new cas, item) or None if missing; raises on non-numeric / EX."""
-        if self._is_far(key) and compare is None:
+        self,
+        scope: DerefScope,
+        key: bytes,
+        incr: bool,
+        delta: int,
+        compare: int | None,
+        offload: bool = True,
+    ) -> tuple[int, int, bool] | None:
+        """(new value, new cas, rewritten in place) or None if missing; raises on non-numeric / EX.
+
+        A far item is changed at the far node (offloaded) unless `offload` is
+        False or a cas is compared: then it is fetched and changed here.
+        """
+        if offload and compare is None and self._is_far(key):
             status, fields, _ = self._far_op(
                 key, "incr" if incr else "decr", delta, self.next_cas()
             )
             if status == Status.OK:
-                return fields[0], fields[1], None
+                return fields[0], fields[1], True
             if status == Status.NON_NUMERIC:
                 raise ClientError("cannot increment or decrement non-numeric value")
             return None
-        item = self._lookup(scope, key)
+        item = self._probe(key, copy_value=True)
         if item is None:
             return None
         if compare is not None and item.cas != compare:
@@ -441,11 +504,16 @@ class Dispatcher:
             raise ClientError("cannot increment or decrement non-numeric value")
         value = (current + delta) % _U64 if incr else max(current - delta, 0)
         digits = b"%d" % value
-        if len(digits) < len(old):
-            digits = digits.ljust(len(old))  # memcached rewrites in place, space-padded
+        in_place = len(digits) <= len(old)
+        if in_place:  # memcached rewrites the item in place, space-padded
+            digits = digits.ljust(len(old))
         cas = self.next_cas()
         self.table.set(key, digits, item.flags, item.exptime, cas)
-        return value, cas, item
+        if in_place and item.state:  # ...so it keeps its fetched, stale and token bits
+            fresh = self.table.peek(scope, key)
+            if fresh is not None and fresh.slot >= 0:
+                self.table.set_state(fresh, item.state)
+        return value, cas, in_place
 
     def touch(self, req: Any, scope: DerefScope, out: list) -> None:
         """touch <key> <exptime>."""
@@ -458,6 +526,7 @@ class Dispatcher:
             item = self._lookup(scope, req.key)
             hit = item is not None
             if hit:
+                self._accessed(item)  # memcached's touch bumps the item: mg h says so
                 self._set_exptime(item, exptime)
         self.counters["touch_hits" if hit else "touch_misses"] += 1
         if not req.noreply:
@@ -535,6 +604,86 @@ class Dispatcher:
             self.counters[name] = 0
         self.detail.clear()
 
+    # -- administrative commands (memcached's slabs, lru_crawler, lru, ...) ----------------
+
+    def admin_setting(self, req: Any, scope: DerefScope, out: list) -> None:
+        """slabs automove, lru_crawler tocrawl|sleep, lru tune|mode|temp_ttl, extstore.
+
+        Valid forms answer OK and change nothing: kvcache has no slab classes,
+        segmented LRU, crawler pacing or extstore for them to tune.
+        """
+        if not req.noreply:
+            out.append(OK)
+
+    def slabs_reassign(self, req: Any, scope: DerefScope, out: list) -> None:
+        """slabs reassign <src> <dst>: no page ever moves (one class of heap segments)."""
+        src, dst = req.args
+        if src == dst:
+            out.append(REASSIGN_SAME)
+        elif src not in _SLAB_CLASSES or dst not in _SLAB_CLASSES:
+            out.append(REASSIGN_BADCLASS)  # -1 ("pick any") finds no class to pick
+        else:
+            out.append(REASSIGN_NOSPARE)
+
+    def lru_crawler_crawl(self, req: Any, scope: DerefScope, out: list) -> None:
+        """lru_crawler crawl <classes>: OK; expired items are reclaimed anyway."""
+        if not self.lru_crawler:
+            raise ClientError("lru crawler disabled")
+        (classes,) = req.args
+        if classes is None:
+            out.append(CRAWLER_BADCLASS)
+        elif classes == "hash":  # memcached walks the hash table only for metadump
+            raise CommandError("an unknown error happened")
+        else:
+            out.append(CRAWLER_NOTSTARTED if classes == () else OK)
+
+    def lru_crawler_metadump(self, req: Any, scope: DerefScope, out: list) -> None:
+        """lru_crawler metadump <classes>: a line per live resident item, then END."""
+        if not self.lru_crawler:
+            raise ClientError("lru crawler disabled")
+        if out:
+            raise CommandError("cannot pipeline other commands before metadump")
+        (classes,) = req.args
+        if classes is None:
+            out.append(CRAWLER_BADCLASS)
+            return
+        if classes == ():
+            out.append(CRAWLER_NOTSTARTED)
+            return
+        if classes in ("all", "hash") or 1 in classes:
+            own = DerefScope()  # the lines are copies: pin nothing past the dump
+            try:
+                for key in list(self.table.index):
+                    item = self.table.peek(own, key)
+                    if item is not None:
+                        out.append(self._metadump_line(item))
+            finally:
+                own.release()
+        out.append(END)
+
+    def _metadump_line(self, item: Item) -> bytes:
+        size = 56 + len(item.key) + 1 + len(item.value) + 2  # memcached's item size, as `me`
+        fetched = bool(item.state & FETCHED)
+        return compose_metadump(item.key, item.exptime, item.atime, item.cas, fetched, 1, size)
+
+    def lru_crawler_switch(self, req: Any, scope: DerefScope, out: list) -> None:
+        """lru_crawler enable|disable: memcached's crawler thread, as a flag."""
+        if req.cmd == "lru_crawler disable":
+            self.lru_crawler = False
+        elif self.lru_crawler:
+            raise CommandError("failed to start lru crawler thread")  # already running
+        else:
+            self.lru_crawler = True
+        out.append(OK)
+
+    def watch(self, req: Any, scope: DerefScope, out: list) -> None:
+        """watch: refused, as by memcached -W (kvcache streams no logs to clients)."""
+        raise ClientError("watch commands not allowed", noreply=req.noreply)
+
+    def refresh_certs(self, req: Any, scope: DerefScope, out: list) -> None:
+        """refresh_certs: memcached's answer without TLS (sent even with noreply)."""
+        out.append(TLS_NOT_ENABLED)
+
     # -- meta commands ----------------------------------------------------------------
 
     def mn(self, req: Any, scope: DerefScope, out: list) -> None:
@@ -564,9 +713,10 @@ class Dispatcher:
             )
         )
 
-    def _info(self, item: Item, binary: bool) -> ItemInfo:
+    def _info(self, item: Item, binary: bool, exptime: int) -> ItemInfo:
+        """What an mg reply may say of `item`; `t` reports `exptime` (as its flag saw it)."""
         now = self.now()
-        ttl = -1 if item.exptime == 0 else item.exptime - now
+        ttl = -1 if exptime == 0 else exptime - now
         return ItemInfo(
             item.key,
             len(item.value),
@@ -578,45 +728,61 @@ class Dispatcher:
             binary,
         )
 
+    def _flag_walk(
+        self, req: Any, exptime: int, created: bool, token_sent: bool, recache: bool
+    ) -> tuple[int, int, bool]:
+        """mg/ma flags acting in request order, as memcached's reply loop applies them.
+
+        T sets the exptime where it stands, N does for an item just created
+        (and wins it), R wins where it stands, `t` reports the exptime as of
+        its place: `mg k t T30` shows the old TTL. Returns (exptime after the
+        flags, exptime `t` saw, won).
+        """
+        now = self.now()
+        shown = exptime
+        won = False
+        for tok in req.tokens:
+            ch = tok[0]
+            if ch == 84:  # T
+                exptime = absolute_exptime(req.ttl, now)
+            elif ch == 78 and created:  # N
+                exptime = absolute_exptime(req.vivify, now)
+                won = True
+            elif ch == 82 and recache:  # R
+                if not token_sent and not created and exptime != 0:
+                    won = won or exptime < absolute_exptime(req.recache, now)
+            elif ch == 116:  # t
+                shown = exptime
+        return exptime, shown, won
+
     def mg(self, req: Any, scope: DerefScope, out: list) -> None:
-        """mg <key> <flags>*."""
+        """mg <key> <flags>*: its flags act in request order, as memcached's do."""
         c = self.counters
-        item = self._lookup(scope, req.key)
-        created = False
-        if item is None and req.vivify is not None:
-            exptime = absolute_exptime(req.vivify, self.now())
-            self.table.set(req.key, b"", 0, exptime, self.next_cas())
+        item = self._lookup(scope, req.key)  # may park
+        created = item is None and req.vivify is not None
+        if created:  # N: an empty item, its TTL set by the flags below
+            self.table.set(req.key, b"", 0, 0, self.next_cas())  # may park: nothing done yet
             item = self.table.peek(scope, req.key)
-            created = item is not None
-        touched = req.ttl is not None
-        c["cmd_touch" if touched else "cmd_get"] += 1
         if item is None:
-            c["touch_misses" if touched else "get_misses"] += 1
+            c["cmd_get"] += 1
+            c["get_misses"] += 1  # a miss counts as a get, T or not (memcached)
             out.append(compose_miss(req, b"EN"))
             return
-        c["touch_hits" if touched else "get_hits"] += 1
+        state = item.state
+        token_sent = bool(state & TOKEN_SENT)
+        exptime, shown, won = self._flag_walk(req, item.exptime, created, token_sent, True)
         value = item.value
-        if touched:
-            exptime = absolute_exptime(req.ttl, self.now())
+        if exptime != item.exptime:
             if exptime == _EXPIRED:
                 value = bytes(value)  # returned, then gone
-            self._set_exptime(item, exptime)
-        state = item.state
-        won = False
-        if created:
-            won = True
-        elif (
-            req.recache is not None
-            and not state & TOKEN_SENT
-            and item.exptime != 0
-            and item.exptime < absolute_exptime(req.recache, self.now())
-        ):
-            won = True
-        token_sent = bool(state & TOKEN_SENT) and not created
+            self._set_exptime(item, exptime)  # a far copy's touch may park: first change
+        touched = req.ttl is not None
+        c["cmd_touch" if touched else "cmd_get"] += 1
+        c["touch_hits" if touched else "get_hits"] += 1
         stale = bool(state & STALE)
         if stale and not token_sent:
             won = True
-        info = self._info(item, _binary_key(item))
+        info = self._info(item, _binary_key(item), shown)
         if item.slot >= 0 and self.table.index.get(req.key) == item.slot:
             new_state = state | (TOKEN_SENT if won else 0)
             if not req.no_update:
@@ -637,26 +803,26 @@ class Dispatcher:
         if compare is not None and mode in ("set", "replace"):
             mode = "cas"
         cas = req.new_cas or self.next_cas()
-        if compare is not None and mode in ("append", "prepend", "add"):
-            item = self._lookup(scope, req.key)
+        if compare and mode in ("append", "prepend"):  # add ignores C; C0 compares nothing
+            item = self._probe(req.key)
             if item is not None and item.cas != compare:
                 out.append(compose_ms(req, b"EX"))
                 return
         raw = 0 if req.ttl is None else req.ttl
         line = self._store(mode, scope, req.key, req.data, req.client_flags, raw, compare, cas)
         code = {STORED: b"HD", NOT_STORED: b"NS", EXISTS: b"EX", NOT_FOUND: b"NF"}[line]
-        if code == b"EX" and req.invalidate and compare is not None:
-            item = self._lookup(scope, req.key)
-            if item is not None and compare < item.cas:  # I: an older cas stores, as stale
-                self._put(
-                    req.key, req.data, req.client_flags, absolute_exptime(raw, self.now()), cas
-                )
+        if code == b"EX" and req.invalidate and mode == "cas":
+            item = self._probe(req.key)
+            if item is not None and 0 < compare < item.cas:  # C0 compares as "no cas": EX
+                # I: an older cas still stores, as a stale item that keeps
+                # the old one's TTL and won token (memcached's CAS_STALE)
+                self._put(req.key, req.data, req.client_flags, item.exptime, cas)
                 fresh = self.table.peek(scope, req.key)
                 if fresh is not None and fresh.slot >= 0:
-                    self.table.set_state(fresh, STALE)
+                    self.table.set_state(fresh, STALE | (item.state & TOKEN_SENT))
                 code = b"HD"
-        if code == b"HD" and req.binary:
-            self._mark_binary(scope, req.key)
+        if code == b"HD" and req.binary and mode not in ("append", "prepend"):
+            self._mark_binary(scope, req.key)  # an append stores a new item, unmarked
         out.append(compose_ms(req, code, cas if code == b"HD" else 0))
 
     def _mark_binary(self, scope: DerefScope, key: bytes) -> None:
@@ -669,7 +835,7 @@ class Dispatcher:
         """md <key> <flags>*: delete, or with I mark stale."""
         key = req.key
         if req.compare_cas is not None or req.invalidate or req.remove_value:
-            item = self._lookup(scope, key)
+            item = self._probe(key, copy_value=True)
             if item is None:
                 self.counters["delete_misses"] += 1
                 out.append(compose_md(req, b"NF"))
@@ -679,9 +845,11 @@ class Dispatcher:
                 out.append(compose_md(req, b"EX"))
                 return
             if req.invalidate or req.remove_value:
-                if item.slot < 0:  # non-temporal: bring it home to change it
+                resident = self.table.peek(scope, key)
+                if resident is None:  # non-temporal: bring it home to change it
                     self.table.set(key, bytes(item.value), item.flags, item.exptime, item.cas)
-                    item = self.table.peek(scope, key)
+                    resident = self.table.peek(scope, key)
+                item = resident
                 if req.remove_value:
                     self.table.set(key, b"", item.flags, item.exptime, item.cas)
                     item = self.table.peek(scope, key)
@@ -697,21 +865,24 @@ class Dispatcher:
         out.append(compose_md(req, b"HD" if found else b"NF"))
 
     def ma(self, req: Any, scope: DerefScope, out: list) -> None:
-        """ma <key> <flags>*: incr/decr with auto-create."""
+        """ma <key> <flags>*: incr/decr with auto-create; t and T act in request order."""
         incr = req.mode in (None, 73, 43)  # I, +
         name = "incr" if incr else "decr"
+        timed = req.ttl is not None or any(tok[0] == 116 for tok in req.tokens)  # T or t
         try:
-            # C0 compares nothing (memcached's do_add_delta skips a cas of 0)
-            result = self._arith(scope, req.key, incr, req.delta, req.compare_cas or None)
+            # C0 compares nothing (memcached's do_add_delta skips a cas of 0);
+            # T and t need the item's exptime: it is brought home, not offloaded
+            result = self._arith(
+                scope, req.key, incr, req.delta, req.compare_cas or None, offload=not timed
+            )
         except _CasMismatch:
             out.append(compose_miss(req, b"EX"))
             return
         created = False
         if result is None and req.vivify is not None:
-            exptime = absolute_exptime(req.vivify, self.now())
             cas = self.next_cas()
-            self.table.set(req.key, b"%d" % req.initial, 0, exptime, cas)
-            result = (req.initial, cas, None)
+            self.table.set(req.key, b"%d" % req.initial, 0, 0, cas)  # N sets its TTL below
+            result = (req.initial, cas, True)
             created = True
         if result is None:
             self.counters[name + "_misses"] += 1
@@ -719,14 +890,24 @@ class Dispatcher:
             return
         if not created:
             self.counters[name + "_hits"] += 1
-        value, cas, _ = result
+        value, cas, in_place = result
         item = self.table.peek(scope, req.key)
-        if req.ttl is not None and item is not None and not created:
-            self.table.set_exptime(item, absolute_exptime(req.ttl, self.now()))
         ttl = -1
-        if item is not None and item.exptime:
-            ttl = item.exptime - self.now()
+        if item is not None:
+            exptime, shown, _ = self._flag_walk(req, item.exptime, created, False, False)
+            # a number that grew is a new item in memcached: its reply loop's T
+            # then sets the old, unlinked one's exptime, so T changes nothing
+            if exptime != item.exptime and in_place:
+                self._set_exptime(item, exptime)
+            ttl = -1 if shown == 0 else shown - self.now()
         out.append(compose_ma(req, value, cas, ttl, created=created))
+
+
+# Refused stores that also drop the item stored under their key (memcached
+# 1.6.18's process_update_command does it for set only, process_mset_command
+# for every mode; add/replace/append/prepend/cas keep the old item).
+_DROPS_ON_TOO_LARGE = frozenset(("set", "ms"))
+_SLAB_CLASSES = (0, 1)  # `slabs reassign` ids: memcached's global page pool, and the heap
 
 
 class _CasMismatch(Exception):
@@ -753,6 +934,7 @@ COUNTERS = (
     "cas_badval",
     "touch_hits",
     "touch_misses",
+    "store_too_large",
     "offloads",
     "far_errors",
 )

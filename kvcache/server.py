@@ -56,6 +56,7 @@ class Listener:
         self.bytes_read = 0
         self.bytes_written = 0
         self.takeovers = 0  # requests that had to move into a pooled greenlet
+        self.binary_rejected = 0  # connections closed for speaking the binary protocol
         self.server: asyncio.AbstractServer | None = None
 
     def stats(self) -> list[tuple[str, Any]]:
@@ -69,6 +70,7 @@ class Listener:
             ("bytes_written", self.bytes_written),
             ("greenlet_takeovers", self.takeovers),
             ("greenlets_created", self.hub.created),
+            ("binary_protocol_rejected", self.binary_rejected),
         ]
 
     def protocol(self) -> Connection:
@@ -250,8 +252,11 @@ class Connection(asyncio.Protocol):
             self._serve(in_hub=True)
 
     def _special(self, ev: Any, out: list, scope: DerefScope) -> None:
-        if ev.cmd == "binary":
-            log.info("closing a binary-protocol connection (unsupported)")
+        """An event that ends the connection: the binary protocol's magic byte."""
+        if ev.cmd == "binary":  # memcached speaks it; kvcache does not (one log line each)
+            self.listener.binary_rejected += 1
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            log.info("closing a binary-protocol connection from %s (unsupported)", peer)
         self._finish(out, scope)
         self._close()
 

@@ -133,6 +133,7 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         "cas_badval",
         "touch_hits",
         "touch_misses",
+        "store_too_large",
     ):
         out.append((name, c[name]))
     ev = mgr.evacuator
@@ -173,6 +174,7 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         ("alloc_waits", mgr.counters["alloc_waits"]),
         ("greenlet_takeovers", server.get("greenlet_takeovers", 0)),
         ("greenlets_created", server.get("greenlets_created", 0)),
+        ("binary_protocol_rejected", server.get("binary_protocol_rejected", 0)),
     ]
     return out
 

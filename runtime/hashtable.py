@@ -182,7 +182,7 @@ class _Fetch:
 
     def __init__(self) -> None:
         self.waiters: list[Any] = []  # Waiters (or batch slots) to hand the result
-        self.stale = False  # the key was set or deleted meanwhile: drop the result
+        self.stale = False  # the key was changed meanwhile: drop the result
 
 
 class RemHashTable(Remoteable):
@@ -550,17 +550,19 @@ class RemHashTable(Remoteable):
             fetch.waiters.append(cb)
             self.manager.counters["far_reads"] += 1
             far.submit(
-                Op.READ, ds, encode_name(key), lambda s, b, key=key: self._fetched(key, s, b)
+                Op.READ,
+                ds,
+                encode_name(key),
+                lambda s, b, key=key, fetch=fetch: self._fetched(key, fetch, s, b),
             )
         waiter.get()
         if state["error"] is not None:
             raise state["error"]
         return results
 
-    def _fetched(self, key: Key, status: Any, body: Any) -> None:
-        fetch = self._fetches.pop(key, None)
-        if fetch is None:
-            return
+    def _fetched(self, key: Key, fetch: _Fetch, status: Any, body: Any) -> None:
+        if self._fetches.get(key) is fetch:  # an offload may have detached it
+            del self._fetches[key]
         result: Any = None
         exc: BaseException | None = None
         if fetch.stale:
@@ -603,7 +605,10 @@ class RemHashTable(Remoteable):
             fetch.waiters.append(lambda result, exc, key=key: self._prefetched(key, result, exc))
             started += 1
             far.submit(
-                Op.READ, st.ds, encode_name(key), lambda s, b, key=key: self._fetched(key, s, b)
+                Op.READ,
+                st.ds,
+                encode_name(key),
+                lambda s, b, key=key, fetch=fetch: self._fetched(key, fetch, s, b),
             )
         self.manager.counters["far_reads"] += started
         self.manager.counters["prefetches"] += started
@@ -933,6 +938,12 @@ class RemHashTable(Remoteable):
         if far is None or not far.available:
             raise FarUnavailable("far node unavailable")
         self.manager.counters["offloads"] += 1
+        fetch = self._fetches.pop(key, None)
+        if fetch is not None:
+            # a read of the old copy is in flight (a prefetch, say): what it
+            # brings back must not be admitted, and later readers must not
+            # join it: they read again, after this change on the connection
+            fetch.stale = True
         body = encode_compute(op, key, encode_compute_args(op, *fields, data=data))
         status, rbody = far.call(Op.COMPUTE, self._far_ds(), body)
         if status == Status.NOT_FOUND:

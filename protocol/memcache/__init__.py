@@ -1,11 +1,20 @@
 """memcached's text and meta protocols, server side, sans-I/O.
 
-`Parser` turns bytes into request events (requests.py); `text` and `meta`
-hold one parser per command; `replies` and the `compose_*` functions of
+`Parser` turns bytes into request events (requests.py); `text`, `meta` and
+`admin` hold one parser per command; `replies` and the `compose_*` functions of
 `meta` build reply bytes. Errors are `protocol.ProtocolError`s, turned into
 reply lines by `protocol.error_line`.
 """
 
+from protocol.memcache.admin import (
+    CRAWLER_BADCLASS,
+    CRAWLER_NOTSTARTED,
+    REASSIGN_BADCLASS,
+    REASSIGN_NOSPARE,
+    REASSIGN_SAME,
+    TLS_NOT_ENABLED,
+    compose_metadump,
+)
 from protocol.memcache.meta import (
     ItemInfo,
     compose_ma,
@@ -17,7 +26,7 @@ from protocol.memcache.meta import (
     decode_key,
     encode_key,
 )
-from protocol.memcache.parser import DEFAULT_ITEM_SIZE_MAX, MAX_GET_LINE, MAX_LINE, Parser
+from protocol.memcache.parser import DEFAULT_ITEM_SIZE_MAX, MAX_GET_LINE, MAX_LINE, MAX_READ, Parser
 from protocol.memcache.replies import (
     CRLF,
     DELETED,
@@ -40,6 +49,7 @@ from protocol.memcache.replies import (
 )
 from protocol.memcache.requests import (
     NEED_DATA,
+    Admin,
     Arith,
     BinaryProtocol,
     CacheMemlimit,
@@ -58,6 +68,7 @@ from protocol.memcache.requests import (
     Shutdown,
     Stats,
     Store,
+    TooLarge,
     Touch,
     Verbosity,
     Version,
@@ -65,6 +76,8 @@ from protocol.memcache.requests import (
 from protocol.memcache.text import KEY_MAX_LENGTH, item_too_large
 
 __all__ = [
+    "CRAWLER_BADCLASS",
+    "CRAWLER_NOTSTARTED",
     "CRLF",
     "DEFAULT_ITEM_SIZE_MAX",
     "DELETED",
@@ -73,6 +86,7 @@ __all__ = [
     "KEY_MAX_LENGTH",
     "MAX_GET_LINE",
     "MAX_LINE",
+    "MAX_READ",
     "MEMLIMIT_TOO_LARGE",
     "MEMLIMIT_TOO_SMALL",
     "MN",
@@ -80,10 +94,15 @@ __all__ = [
     "NOT_FOUND",
     "NOT_STORED",
     "OK",
+    "REASSIGN_BADCLASS",
+    "REASSIGN_NOSPARE",
+    "REASSIGN_SAME",
     "RESET",
     "SHUTDOWN_DISABLED",
     "STORED",
+    "TLS_NOT_ENABLED",
     "TOUCHED",
+    "Admin",
     "Arith",
     "BinaryProtocol",
     "CacheMemlimit",
@@ -104,10 +123,12 @@ __all__ = [
     "Shutdown",
     "Stats",
     "Store",
+    "TooLarge",
     "Touch",
     "Verbosity",
     "Version",
     "compose_ma",
+    "compose_metadump",
     "compose_md",
     "compose_me",
     "compose_mg_hit",

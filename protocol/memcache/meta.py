@@ -23,7 +23,8 @@ every flag error); opaque tokens are at most 32 bytes with the `O`. A bad
 number does not stop the scan: the last message set wins (`Tx Fx` says `bad
 token`; a bad F sets none, so `Fx` alone says `bad command line format`). A
 `b` key decodes as memcached's lenient base64_decode does. Meta errors are
-always sent, even with `q`. After a flag error, ms swallows its data block.
+always sent, even with `q`. After a flag error, ms swallows its data block;
+a value too large is swallowed too, reported as a TooLarge event.
 
 Replies: flags come back in request order; `q` hides the nominal reply (EN
 for mg, HD for ms/md/ma; not an mg hit, nor ma's reply for an item that N
@@ -37,7 +38,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
-from protocol.errors import ClientError, CommandError, ServerError
+from protocol.errors import ClientError, CommandError
 from protocol.memcache.numbers import strtol32, strtoul32, strtoull64
 from protocol.memcache.requests import (
     MetaArith,
@@ -47,6 +48,7 @@ from protocol.memcache.requests import (
     MetaNoop,
     MetaRequest,
     MetaSet,
+    TooLarge,
 )
 from protocol.memcache.text import BAD_FORMAT, KEY_MAX_LENGTH, item_too_large
 
@@ -242,7 +244,7 @@ def _mg(p: Parser, toks: list[bytes]) -> MetaGet:
     return req
 
 
-def _ms(p: Parser, toks: list[bytes]) -> None:
+def _ms(p: Parser, toks: list[bytes]) -> TooLarge | None:
     if len(toks) < 2:
         raise CommandError()
     key = toks[1]
@@ -264,7 +266,7 @@ def _ms(p: Parser, toks: list[bytes]) -> None:
     if err:
         raise p.swallow(vlen + 2, ClientError(err))
     if item_too_large(p.item_size_max, len(req.key), vlen, req.client_flags):
-        raise p.swallow(vlen + 2, ServerError("object too large for cache"))
+        return p.swallow(vlen + 2, TooLarge("ms", req.key, False))
     p.expect_block(req, vlen)
     return None
 

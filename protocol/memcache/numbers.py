@@ -10,12 +10,19 @@ then narrows the result, so its quirks are part of the protocol:
 - 32-bit results are the low bits of the 64-bit value (flags 4294967296 is
   0; exptime 4294967297 is 1), exactly as the C casts do.
 
-Every reader returns an int, or None when memcached's reader returns false.
+Every reader returns an int (strtod: a float), or None when memcached's
+reader returns false. strtod reads what glibc's does: decimal and hex
+floats, inf, infinity and nan; a result that overflows or underflows (to
+zero or a subnormal) is ERANGE, i.e. false.
 """
 
 from __future__ import annotations
 
-__all__ = ["strtol32", "strtoll64", "strtoul32", "strtoull64"]
+import math
+import re
+import sys
+
+__all__ = ["strtod", "strtol32", "strtoll64", "strtoul32", "strtoull64"]
 
 _U64 = 1 << 64
 _I64_MIN = -(1 << 63)
@@ -87,3 +94,37 @@ def strtol32(tok: bytes) -> int | None:
     if v is None:
         return None
     return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+_FLOAT = re.compile(
+    rb"[ \t\n\v\f\r]*([+-]?)(?:"
+    rb"(inf(?:inity)?)|(nan)(?:\([0-9a-z_]*\))?"
+    rb"|0x((?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?)"
+    rb"|((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?))",
+    re.IGNORECASE,
+)
+
+
+def strtod(tok: bytes) -> float | None:
+    """memcached's safe_strtod: a double as glibc's strtod reads it."""
+    m = _FLOAT.match(tok)
+    if m is None:
+        return None
+    end = m.end()
+    if end < len(tok) and tok[end] not in _SPACES:
+        return None  # trailing garbage right after the number
+    sign, inf, nan, hexa, dec = m.groups()
+    neg = sign == b"-"
+    if inf:
+        return -math.inf if neg else math.inf
+    if nan:
+        return math.nan
+    if hexa is not None:
+        v = float.fromhex("0x" + hexa.decode())
+        mantissa = hexa.lower().split(b"p")[0]
+    else:
+        v = float(dec)
+        mantissa = dec.lower().split(b"e")[0]
+    if math.isinf(v) or (abs(v) < sys.float_info.min and mantissa.strip(b"0.")):
+        return None  # ERANGE: overflow, or underflow to zero or a subnormal
+    return -v if neg else v

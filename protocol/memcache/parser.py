@@ -6,33 +6,50 @@
     next_event() -> Request | NEED_DATA, or raises a ProtocolError
 
 Invariants:
-- Any chunking of the input gives the same events and errors (h11's rule).
+- Any chunking of the input gives the same events and errors (h11's rule),
+  but for memcached's one chunking-dependent rule, below: a read that ends
+  inside a line of more than `max_line` bytes closes the connection.
 - A raised ProtocolError has consumed its offending input; the next call
   continues with the next command, as memcached does after an error.
-- Memory is bounded: a line is at most `max_line` bytes (2048, memcached's
-  limit), except get/gets/gat/gats lines, at most `max_get_line` (1 MiB);
-  a data block of N bytes is held once (N + 2 bytes); swallowed bytes are
-  never held. Scans never restart from the start of a partial line.
-- A line longer than its limit raises ClientError("line too long",
-  close=True); the parser then ignores all further input (memcached closes
-  the connection).
+- Memory is bounded: a partial line is at most `max_line` bytes (2048) once
+  a read is parsed, a complete one at most `max_read` (16384), except
+  get/gets/gat/gats lines, at most `max_get_line` (1 MiB); a data block of
+  N bytes is held once (N + 2 bytes); swallowed bytes are never held. Scans
+  never restart from the start of a partial line.
+
+Long lines, as memcached 1.6.18 treats them (try_read_command_ascii): it
+reads into a 16384-byte buffer and processes every complete line in it,
+whatever its length; when a read leaves more than 2048 bytes without a
+newline it closes the connection without a word, unless they start with
+"get " or "gets " (after at most 100 spaces): those it reads on. So here: a
+complete line is parsed if it fits `max_read` with its newline; when
+next_event() is about to say NEED_DATA (the read is used up) with a partial
+line over `max_line` bytes, or a complete line is over `max_read`, the
+parser raises ClientError("line too long", noreply=True, close=True) (no
+reply line) and ignores all further input, unless the line is a get, gets,
+gat or gats line within `max_get_line` (gat/gats: kvcache's leniency).
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from protocol.errors import ClientError, CommandError, ProtocolError
-from protocol.memcache import meta, text
+from protocol.memcache import admin, meta, text
 from protocol.memcache.requests import NEED_DATA, BinaryProtocol, Get, Request
 from protocol.memcache.text import KEY_MAX_LENGTH
 
 __all__ = ["DEFAULT_ITEM_SIZE_MAX", "Parser"]
 
 DEFAULT_ITEM_SIZE_MAX = 1024 * 1024  # memcached -I default
-MAX_LINE = 2048  # memcached: no newline within 2048 bytes -> close
+MAX_LINE = 2048  # memcached: a read leaving more than this without a newline -> close
+MAX_READ = 16384  # memcached's read buffer: no complete line (with \n) is longer
 MAX_GET_LINE = 1024 * 1024  # multi-get lines may be long; bounded here
+MAX_LEADING_SPACES = 100  # memcached reads on a long get line after at most these
 LARGE_BLOCK = 64 * 1024  # data blocks above this are collected as chunks
 
-_COMMANDS = {**text.COMMANDS, **meta.COMMANDS}
+_COMMANDS = {**text.COMMANDS, **meta.COMMANDS, **admin.COMMANDS}
+_Outcome = TypeVar("_Outcome", ProtocolError, Request)  # what a swallow reports
 _LONG_LINE_PREFIXES = (b"get ", b"gets ", b"gat ", b"gats ")
 
 
@@ -42,6 +59,7 @@ class Parser:
     __slots__ = (
         "item_size_max",
         "max_line",
+        "max_read",
         "max_get_line",
         "_buf",
         "_pos",
@@ -62,9 +80,11 @@ class Parser:
         item_size_max: int = DEFAULT_ITEM_SIZE_MAX,
         max_line: int = MAX_LINE,
         max_get_line: int = MAX_GET_LINE,
+        max_read: int = MAX_READ,
     ):
         self.item_size_max = item_size_max  # bytes; larger items are refused
-        self.max_line = max_line  # bytes, excluding the newline
+        self.max_line = max_line  # bytes a read may leave of a partial line
+        self.max_read = max_read  # bytes of a complete line, its newline included
         self.max_get_line = max_get_line  # bytes, for get/gets/gat/gats lines
         self._buf: bytes | bytearray = b""  # unconsumed input from _pos on
         self._pos = 0  # first unconsumed byte of _buf
@@ -186,17 +206,15 @@ class Parser:
         if nl < 0:
             self._scan = len(buf)
             self._slow = True
-            n = len(buf) - pos
-            if n > self.max_line and (n > self.max_line + 1 or buf[-1] != 13):
-                # a last \r may end the line: it does not count toward the limit
-                self._check_long_line(buf, pos, len(buf) - (buf[-1] == 13))
+            if len(buf) - pos > self.max_line:  # the read is used up inside a long line
+                self._check_long_line(buf, pos, len(buf))
             return NEED_DATA
         self._slow = self._nul or type(buf) is not bytes
+        if nl + 1 - pos > self.max_read:  # memcached's buffer filled before its newline
+            self._check_long_line(buf, pos, nl + 1)
         end = nl
         if end - pos > 1 and buf[end - 1] == 13:
             end -= 1
-        if end - pos > self.max_line:
-            self._check_long_line(buf, pos, end)
         line = buf[pos:end]
         self._pos = nl + 1
         if type(line) is not bytes:
@@ -228,11 +246,11 @@ class Parser:
             self._buf = b""
             self._pos = self._scan = 0
 
-    def swallow(self, nbytes: int, exc: ProtocolError) -> ProtocolError:
-        """Discard the next `nbytes` bytes (a refused value), then report `exc`."""
+    def swallow(self, nbytes: int, what: _Outcome) -> _Outcome:
+        """Discard the next `nbytes` bytes (a refused value); `what` reports it."""
         self._swallow = nbytes
         self._slow = True
-        return exc
+        return what
 
     # -- internals ---------------------------------------------------------
 
@@ -279,11 +297,17 @@ class Parser:
         return True
 
     def _check_long_line(self, buf: bytes | bytearray, pos: int, end: int) -> None:
-        head = bytes(buf[pos : pos + 110]).lstrip(b" ")
-        if head.startswith(_LONG_LINE_PREFIXES) and (end - pos) <= self.max_get_line:
+        """A line of `end - pos` bytes is too long, unless a get line: close silently."""
+        head = bytes(buf[pos : pos + MAX_LEADING_SPACES + 6])
+        text = head.lstrip(b" ")
+        if (
+            len(head) - len(text) <= MAX_LEADING_SPACES
+            and text.startswith(_LONG_LINE_PREFIXES)
+            and end - pos <= self.max_get_line
+        ):
             return
         self._close()
-        raise ClientError("line too long", close=True)
+        raise ClientError("line too long", noreply=True, close=True)  # memcached says nothing
 
     def _close(self) -> None:
         self._closed = True

@@ -9,8 +9,11 @@ absolute seconds the client sent (converting them is the server's job).
 
 from __future__ import annotations
 
+from protocol.errors import ServerError
+
 __all__ = [
     "NEED_DATA",
+    "Admin",
     "Arith",
     "BinaryProtocol",
     "CacheMemlimit",
@@ -29,6 +32,7 @@ __all__ = [
     "Shutdown",
     "Stats",
     "Store",
+    "TooLarge",
     "Touch",
     "Verbosity",
     "Version",
@@ -107,6 +111,29 @@ class Store(Request):
         self.value = value  # the data block without its \r\n
         self.cas_unique = cas_unique  # uint64 for "cas", else None
         self.noreply = noreply
+
+
+class TooLarge(Request):
+    """A store refused for its size: its data block was swallowed unread.
+
+    An error with a consequence, so it reaches the server as an event: besides
+    answering `error`, memcached 1.6.18 drops the item already stored under
+    the key for `set` and every `ms` ("avoid stale data persisting in cache
+    because we failed alloc", proto_text.c), not for the other verbs.
+    """
+
+    __slots__ = ("verb", "key", "noreply")
+
+    def __init__(self, verb: str, key: bytes, noreply: bool):
+        self.cmd = "too_large"
+        self.verb = verb  # the refused command: "set", "add", ..., "cas", "ms"
+        self.key = key  # as stored (an ms key given with b is decoded)
+        self.noreply = noreply  # classic noreply: no reply line (ms: q never hides it)
+
+    @property
+    def error(self) -> ServerError:
+        """The typed error to answer: `SERVER_ERROR object too large for cache`."""
+        return ServerError("object too large for cache", noreply=self.noreply)
 
 
 class Delete(Request):
@@ -213,6 +240,21 @@ class CacheMemlimit(Request):
         self.cmd = "cache_memlimit"
         self.megabytes = megabytes  # uint32
         self.noreply = noreply
+
+
+class Admin(Request):
+    """An administrative command: slabs, lru_crawler, lru, watch, extstore, refresh_certs.
+
+    `cmd` names the command and its sub-command ("slabs reassign", "lru
+    mode", "watch"); `args` holds what admin.py parsed for it.
+    """
+
+    __slots__ = ("args", "noreply")
+
+    def __init__(self, cmd: str, args: tuple, noreply: bool):
+        self.cmd = cmd
+        self.args = args  # parsed arguments, per command (admin.py)
+        self.noreply = noreply  # memcached's set_noreply_maybe: no reply line at all
 
 
 class BinaryProtocol(Request):

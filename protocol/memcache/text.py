@@ -13,14 +13,16 @@ Facts from memcached 1.6 (checked against Debian's memcached 1.6.18):
 - a value is too large when its item would exceed the item size limit:
   56 + len(key) + 1 + (len(value) + 2) + (4 if flags else 0) > item_size_max
   (memcached's item header with cas, its key, and its data with \\r\\n);
-- a refused value (too large) is swallowed; a malformed store line is not.
+- a refused value (too large) is swallowed, and the parser returns a
+  TooLarge event, not an error: the server has to act on it (requests.py);
+  a malformed store line is not swallowed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocol.errors import ClientError, CommandError, ServerError
+from protocol.errors import ClientError, CommandError
 from protocol.memcache.numbers import strtol32, strtoul32, strtoull64
 from protocol.memcache.requests import (
     Arith,
@@ -32,6 +34,7 @@ from protocol.memcache.requests import (
     Shutdown,
     Stats,
     Store,
+    TooLarge,
     Touch,
     Verbosity,
     Version,
@@ -89,7 +92,7 @@ def _gats(p: Parser, toks: list[bytes]) -> Get:
     return _gat(p, toks, "gats", True)
 
 
-def _store(p: Parser, toks: list[bytes], cmd: str = "set") -> None:
+def _store(p: Parser, toks: list[bytes], cmd: str = "set") -> TooLarge | None:
     is_cas = cmd == "cas"
     n = len(toks) + 1  # memcached counts a terminal token
     if n != (7 if is_cas else 6) and n != (8 if is_cas else 7):
@@ -113,13 +116,13 @@ def _store(p: Parser, toks: list[bytes], cmd: str = "set") -> None:
     if vlen < 0 or vlen > 0x7FFFFFFF - 2:
         raise ClientError(BAD_FORMAT, noreply=noreply)
     if ITEM_HEADER + len(key) + 3 + vlen + (4 if flags else 0) > p.item_size_max:  # item_too_large
-        raise p.swallow(vlen + 2, ServerError("object too large for cache", noreply=noreply))
+        return p.swallow(vlen + 2, TooLarge(cmd, key, noreply))
     p.expect_block(Store(cmd, key, flags, exptime, b"", cas_unique, noreply), vlen)
     return None
 
 
 def _storage(cmd: str):
-    def parse(p: Parser, toks: list[bytes]) -> None:
+    def parse(p: Parser, toks: list[bytes]) -> TooLarge | None:
         return _store(p, toks, cmd)
 
     parse.__name__ = f"_{cmd}"

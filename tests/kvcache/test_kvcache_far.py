@@ -375,3 +375,34 @@ def test_a_binary_key_back_from_far_memory_is_still_sent_base64():
         assert c._exact(4) == b"hi\r\n"
         assert int(c.stats()[b"far_hits"]) == 1
         c.close()
+
+
+def test_a_refused_set_drops_the_far_copy_too():
+    """A too-large set of a far key deletes it there; a too-large add keeps it.
+
+    memcached 1.6.18 unlinks the item a refused set would have replaced, so a
+    client never reads the value it failed to overwrite; kvcache must reach
+    the far node for that (a synchronous REMOVE: the request parks).
+    """
+    big = 1 << 20  # over -I 1m with any key
+    with KvCache("-m", "4", "--far-memory", "256") as kv:
+        c = Conn(kv.port)
+        for key in (b"old", b"kept", b"old-ms"):
+            assert c.set(key, b"stale " + key) == b"STORED"
+        for i in range(800):  # 8 MB through 4 MB: they go far
+            assert c.set(b"f%d" % i, value_of(i, 10_000)) == b"STORED"
+        assert int(c.stats()[b"local_items"]) < 800
+        c.sock.sendall(
+            b"set old 0 0 %d\r\n%s\r\nadd kept 0 0 %d\r\n%s\r\nms old-ms %d MA\r\n%s\r\n"
+            % (big, b"n" * big, big, b"n" * big, big, b"n" * big)
+        )
+        for _ in range(3):
+            assert c._line() == b"SERVER_ERROR object too large for cache"
+        assert c.get(b"old") is None
+        assert c.get(b"old-ms") is None
+        assert int(c.stats()[b"far_hits"]) == 0  # old and old-ms were far: gone there
+        assert c.get(b"kept") == b"stale kept"
+        stats = c.stats()
+        assert int(stats[b"far_hits"]) == 1  # kept came back from far memory
+        assert int(stats[b"store_too_large"]) == 3
+        c.close()

@@ -23,25 +23,32 @@ Deliberate differences kept (normalized, avoided, or compared loosely here):
   and flushes at its next clock tick past that (one to two seconds early);
   kvcache flushes at the delay. Compared right after the command and after
   the delay; kvcache alone is checked in between;
-- cache_memlimit <MB> within bounds: memcached answers OK; kvcache answers
-  `MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust` because app.py
-  wires no on_memlimit (the heap has no resize). Only the fixed error forms
-  (too small, too large, bad tokens, noreply) are compared;
+- cache_memlimit <MB> within bounds resizes the server under test (kvcache's
+  heap: tests/kvcache/test_kvcache_limits.py): only the fixed error forms
+  (too small, too large, bad tokens, noreply) are compared here;
 - E (new cas), x (md drop value), S and `s` on ms are newer than 1.6.18:
   kvcache follows current memcached, so they are not compared here;
 - an item ms stored under a `b` key answers mg k / me in base64 only while
   resident (the flag lives in the local state byte, not in far copies);
 - `shutdown` is compared only disabled (neither server runs with -A).
+- a read that ends inside a line over 2048 bytes closes both servers;
+  memcached throws away the replies queued for commands earlier in that
+  read, kvcache sends them first;
+- `watch` is compared with a memcached started with -W (kvcache streams no
+  logs); `lru_crawler metadump` lists only resident items (all are, in the
+  test); memcached leaves commands after a metadump in the same read
+  unanswered until more input arrives, kvcache answers them.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import socket
 import time
 
 import pytest
-from kvproc import KvCache, converse, normalize
+from kvproc import KvCache, converse, exchange, normalize
 from oracle import private_memcached
 
 NOW = int(time.time())
@@ -120,6 +127,43 @@ STREAMS = {
     % (BIG - 62)
     + b"a" * (BIG - 62)
     + b"\r\nmg tl7 s\r\n",
+    # a refused store drops the old item for set and every ms (memcached's
+    # "avoid stale data persisting in cache"), keeps it for the other verbs
+    "too-large-classic": b"".join(
+        b"set tc%d 0 0 3\r\nold\r\n%s tc%d 0 0 %d%s%s\r\n%s\r\nget tc%d\r\n"
+        % (i, verb, i, BIG, b" 1" if verb == b"cas" else b"", noreply, b"n" * BIG, i)
+        for i, (verb, noreply) in enumerate(
+            (verb, noreply)
+            for verb in (b"set", b"add", b"replace", b"append", b"prepend", b"cas")
+            for noreply in (b"", b" noreply")
+        )
+    )
+    + b"set tc99 0 0 %d\r\n%s\r\nget tc99\r\n" % (BIG, b"n" * BIG),
+    "too-large-meta": b"".join(
+        b"set tm%d 0 0 3\r\nold\r\nms %s %d%s\r\n%s\r\nmg tm%d v\r\n"
+        % (
+            i,
+            base64.b64encode(b"tm%d" % i) if flags == b" b" else b"tm%d" % i,
+            BIG,
+            flags,
+            b"n" * BIG,
+            i,
+        )
+        for i, flags in enumerate(
+            (b"", b" MS", b" ME", b" MA", b" MP", b" MR", b" C1", b" C1 MA", b" I", b" q")
+            + (b" MA q k Oop", b" T0 F5", b" b")
+        )
+    )
+    # a flag error is refused before the size: nothing is dropped
+    + b"set tm98 0 0 3\r\nold\r\nms tm98 %d MX\r\n%s\r\nms tm98 %d Tx\r\n%s\r\n"
+    b"mg tm98 v\r\n" % (BIG, b"n" * BIG, BIG, b"n" * BIG),
+    "too-large-stale": b"ms ts1 3 T100\r\nold\r\nmd ts1 I\r\nset ts1 0 0 %d\r\n%s\r\n"
+    b"mg ts1 v\r\nms ts2 3 T100\r\nold\r\nmd ts2 I\r\nmg ts2 v\r\nms ts2 %d I\r\n%s\r\n"
+    b"mg ts2 v\r\n" % (BIG, b"n" * BIG, BIG, b"n" * BIG),
+    "too-large-growth": b"set tg1 0 0 600000\r\n%s\r\nappend tg1 0 0 600000\r\n%s\r\n"
+    b"mg tg1 s\r\nprepend tg1 0 0 600000 noreply\r\n%s\r\nmg tg1 s\r\n"
+    b"ms tg1 600000 MA\r\n%s\r\nmg tg1 s\r\nms tg1 600000 MP q\r\n%s\r\nmg tg1 s\r\n"
+    % ((b"g" * 600000,) * 5),
     "bad-chunk": b"set bc1 0 0 1\r\nxyz\r\nget bc1\r\nset bc2 0 0 3\r\nab\r\n\r\nget bc2\r\n"
     b"set bc3 0 0 2\r\nabcd\r\nget bc3\r\nms bc4 2\r\nabc\r\nmg bc4 v\r\n",
     # -- exptime rules -----------------------------------------------------------------
@@ -172,6 +216,41 @@ STREAMS = {
     b"ms rc1 1 T100\r\nb\r\nmg rc1 R30 v\r\nms rc2 1\r\nc\r\nmg rc2 R30 v\r\n",
     "mg-stale": b"ms st1 1 T100\r\na\r\nmd st1 I T30\r\nmg st1 v t c\r\nmg st1 v\r\n"
     b"ms st1 1\r\nb\r\nmg st1 v\r\nmd st9 I\r\nmd st1 I\r\nmg st1 c\r\n",
+    # a stale item: X on every hit, W handed out once (then Z) until md I
+    # hands it out again; ms I with an older cas stores a stale item that
+    # keeps the old TTL and token; incr rewriting in place keeps it stale
+    "stale-win-once": b"ms sw1 1 T100\r\na\r\nmd sw1 I\r\nmg sw1 v\r\nmg sw1 v q\r\n"
+    b"mg sw1 k R30\r\nmg sw1 N30\r\nmd sw1 I q\r\nmg sw1 c\r\nmg sw1\r\nmd sw1 q\r\nmg sw1\r\n"
+    b"mg sw2 N30 v\r\nmd sw2 I\r\nmg sw2 v\r\nmg sw2 N30 v\r\n",
+    "stale-ms-invalidate": b"ms si1 1 T100\r\na\r\nmd si1 I T40\r\nms si1 1 C1 I T500\r\nb\r\n"
+    b"mg si1 t v\r\nms si2 1\r\na\r\nmd si2 I\r\nmg si2\r\nms si2 1 I C1\r\nb\r\n"
+    b"mg si2 v t\r\nmd si2 I\r\nmg si2 v\r\nms si3 1 T100\r\na\r\nmd si3 I\r\n"
+    b"ms si3 1 C1 I MR\r\nb\r\nmg si3 v\r\nms si3 1 C1 I MA\r\nc\r\nms si3 1 C1 I ME\r\nc\r\n"
+    b"ms si3 1 C99999999999 I\r\nc\r\nmg si3 v\r\nms si3 1 I\r\nd\r\nmg si3 v\r\n",
+    "stale-arith": b"set sa1 0 0 1\r\n1\r\nmd sa1 I\r\nincr sa1 1\r\nmg sa1 v\r\n"
+    b"set sa2 0 0 1\r\n9\r\nmd sa2 I\r\nincr sa2 1\r\nmg sa2 v\r\nms sa3 2\r\n10\r\n"
+    b"md sa3 I\r\nma sa3 MD v\r\nmg sa3 v\r\nmg sa3 v\r\nset sa4 0 0 1\r\n5\r\n"
+    b"md sa4 I\r\nappend sa4 0 0 1\r\n5\r\nmg sa4 v\r\n",
+    "fetched-bit": b"set fb1 0 0 1\r\n1\r\ntouch fb1 100\r\nmg fb1 h\r\nset fb2 0 0 1\r\n1\r\n"
+    b"mg fb2 h\r\nmg fb2 h\r\nappend fb2 0 0 1\r\n1\r\nmg fb2 h\r\nset fb3 0 0 1\r\n1\r\n"
+    b"gat 10 fb3\r\nmg fb3 h\r\nset fb4 0 0 1\r\n7\r\nmd fb4 I\r\nincr fb4 1\r\nmg fb4 h u\r\n",
+    "ms-add-ignores-cas": b"ms mai1 1\r\na\r\nms mai1 1 ME C1\r\nb\r\nms mai1 1 ME C1 I\r\nb\r\n"
+    b"ms mai2 1 ME C1\r\nb\r\nmg mai2 v\r\nms mai1 1 MP C1\r\nb\r\nmg mai1 v\r\n",
+    # mg and ma flags act in request order: `t` before T shows the old TTL, N
+    # sets a created item's TTL where it stands, R compares the TTL as of R
+    "meta-flag-order": b"set fo1 0 0 1\r\nx\r\nmg fo1 t T100\r\nmg fo1 t\r\n"
+    b"mg fo2 t N100 v\r\nmg fo2 t\r\nmg fo3 N100 t v\r\nma fo4 N1000 T0 t\r\nmg fo4 t\r\n"
+    b"ma fo5 T0 N1000 t\r\nmg fo5 t\r\nset fo6 0 1000 1\r\nx\r\nmg fo6 R5000 T0 v\r\n"
+    b"mg fo6 T0\r\nmg fo6 R5000\r\nmg fo7 T10 N100 t\r\nmg fo7 t\r\nmg fo8 N-1 v\r\nmg fo8 v\r\n",
+    "ms-c0-invalidate": b"ms mc01 1\r\na\r\nms mc01 1 C0 I\r\nb\r\nms mc01 1 C0 I q\r\nb\r\n"
+    b"mg mc01 v\r\ncas mc01 0 0 1 0\r\nc\r\nmg mc01 v\r\n",
+    # ms C0 appends (a cas of 0 compares nothing); an append with b stores an
+    # item whose key is not base64; ma T on a number that grew to a new item
+    # changes nothing (memcached sets the old item's exptime)
+    "ms-append-c0-b-ma-growth": b"ms ab1 1\r\n5\r\nms ab1 1 MA C0\r\n6\r\nmg ab1 v\r\n"
+    b"ms YWIy 1 b\r\nx\r\nms YWIy 1 MA b\r\ny\r\nmg ab2 k v\r\nme ab2\r\nms YWIz 1 b\r\nx\r\n"
+    b"ms YWIz 1 MS b k\r\nz\r\nmg ab3 k v\r\nset mq1 0 0 1\r\n9\r\nma mq1 T100 t v\r\n"
+    b"mg mq1 t v\r\nset mq2 0 0 1\r\n5\r\nma mq2 T100 v\r\nmg mq2 t\r\n",
     "mg-touch": b"set mt1 0 0 1\r\na\r\nmg mt1 T0\r\nmg mt1 t\r\nmg mt1 T-1 v\r\nmg mt1 v\r\n",
     # -- meta: ms ----------------------------------------------------------------------
     "ms-modes": b"ms mm1 2 MR\r\nhi\r\nms mm1 2 ME\r\nhi\r\nms mm1 2 ME\r\nyo\r\n"
@@ -446,3 +525,127 @@ def test_pymemcache_hash_client_two_servers(kv):
             out, _ = converse(port, b"get " + " ".join(keys).encode() + b"\r\n")
             per_server.append(out.count(b"VALUE "))
         assert sum(per_server) == 200 and min(per_server) > 0
+
+
+ADMIN_STREAM = (
+    b"slabs reassign 1 0\r\nslabs reassign 5 5\r\nslabs reassign -1 70\r\nslabs reassign x 2\r\n"
+    b"slabs reassign 1 2 noreply\r\nslabs automove 1\r\nslabs automove 3\r\nslabs automove x\r\n"
+    b"slabs automove 1 noreply\r\nslabs automove noreply\r\nslabs automove ratio 0.5\r\n"
+    b"slabs automove ratio x\r\nslabs\r\nlru_crawler crawl ,\r\nlru_crawler crawl 64\r\n"
+    b"lru_crawler crawl hash\r\nlru_crawler crawl 1,,63\r\n"  # then BUSY a while: one crawl
+    b"lru_crawler metadump x\r\nlru_crawler tocrawl 5\r\nlru_crawler tocrawl -1\r\n"
+    b"lru_crawler sleep 100\r\nlru_crawler sleep 1000001\r\nlru_crawler enable\r\n"
+    b"lru_crawler bogus\r\nlru_crawler crawl all noreply\r\nlru tune 10 20 0.1 2.0\r\n"
+    b"lru tune 50 50 0.1 2\r\nlru tune 10 20 0 2\r\nlru tune x 20 0.1 2\r\nlru mode flat\r\n"
+    b"lru mode segmented\r\nlru mode x noreply\r\nlru temp_ttl 61\r\nlru temp_ttl x\r\nlru\r\n"
+    b"extstore item_size 10\r\nextstore max_frag x\r\nextstore free_memchunks 1 2\r\n"
+    b"extstore drop_unread 0 noreply\r\nrefresh_certs\r\nrefresh_certs noreply\r\n"
+    b"misbehave\r\ndebugtime 1\r\n"
+)
+
+
+def test_admin_commands_match_memcached(kv):
+    """slabs, lru_crawler, lru, extstore, refresh_certs: memcached 1.6.18's replies.
+
+    On a memcached of its own: these commands change the whole server. kvcache
+    answers OK to the settings it has no use for, and changes nothing.
+    """
+    with private_memcached() as mc:
+        ours, theirs = both(kv, mc, ADMIN_STREAM)
+    assert ours == theirs
+    assert ours.count(b"OK\r\n") == 11
+
+
+def test_watch_is_refused_as_by_memcached_without_watch(kv):
+    """kvcache streams no logs: it answers watch as memcached -W does."""
+    stream = b"watch\r\nwatch fetchers\r\nwatch noreply\r\nversion\r\n"
+    with private_memcached("-W") as mc:
+        ours, theirs = both(kv, mc, stream)
+    assert ours == theirs
+    assert ours.startswith(b"CLIENT_ERROR watch commands not allowed\r\n" * 2 + b"VERSION")
+
+
+def _dump(port: int, data: bytes) -> list[bytes]:
+    """A metadump's lines (on its own connection), la= and cas= blanked, exp= rounded; sorted.
+
+    No `mn` after it: memcached leaves what follows a metadump in the same
+    read unanswered until the client sends more (kvcache answers at once).
+    """
+    out, _ = exchange(port, data)
+    out = re.sub(rb" la=\d+", b" la=N", out)
+    out = re.sub(rb" cas=\d+", b" cas=N", out)
+    out = re.sub(rb"exp=(\d\d+)", lambda m: b"exp=~%d" % round(int(m.group(1)), -1), out)
+    return sorted(out.split(b"\n"))
+
+
+def test_lru_crawler_metadump_enable_disable():
+    """metadump lists the live items; it must come first in a batch; disable stops it.
+
+    Each step on a connection of its own, as memcached's crawler thread takes
+    a moment to stop (right after `disable` it answers ERROR for a crawl).
+    """
+    setup = (
+        b"set md1 0 0 1\r\nx\r\nset md/2 0 %d 5\r\nhello\r\nget md/2\r\nset md3 0 -1 1\r\ny\r\n"
+        % (NOW + 1000)
+    )
+    steps: dict[str, list] = {"kv": [], "mc": []}
+    with private_memcached() as mc, KvCache("-m", "8", "--far", "none") as kv:
+        ports = (("kv", kv.port), ("mc", mc.port))
+        for name, port in ports:
+            converse(port, setup)
+            steps[name].append(_dump(port, b"lru_crawler metadump all\r\n"))
+            steps[name].append(_dump(port, b"lru_crawler metadump hash\r\n"))
+            steps[name].append(converse(port, b"version\r\nlru_crawler metadump 1\r\n")[0])
+            steps[name].append(converse(port, b"lru_crawler disable\r\n")[0])
+        time.sleep(0.5)
+        for name, port in ports:
+            crawl = b"lru_crawler crawl all\r\nlru_crawler metadump 1\r\n"
+            steps[name].append(converse(port, crawl)[0])
+            steps[name].append(converse(port, b"lru_crawler enable\r\n")[0])
+        time.sleep(0.5)
+        for name, port in ports:
+            steps[name].append(converse(port, b"lru_crawler enable\r\n")[0])
+            steps[name].append(converse(port, b"lru_crawler crawl all\r\n")[0])
+    ours = [s if isinstance(s, list) else normalize(s) for s in steps["kv"]]
+    theirs = [s if isinstance(s, list) else normalize(s) for s in steps["mc"]]
+    assert ours == theirs
+    dump = ours[0]
+    assert dump == ours[1]
+    assert b"key=md%%2F2 exp=~%d la=N cas=N fetch=yes cls=1 size=68" % round(NOW + 1000, -1) in dump
+    assert b"key=md1 exp=-1 la=N cas=N fetch=no cls=1 size=63" in dump
+    assert not any(b"md3" in line for line in dump)  # expired: not listed
+    assert ours[2] == b"VERSION X\r\nERROR cannot pipeline other commands before metadump\r\nMN\r\n"
+    assert ours[4] == b"CLIENT_ERROR lru crawler disabled\r\n" * 2 + b"MN\r\n"
+
+
+LONG_LINES = {
+    "set-3000-byte-key": b"set " + b"k" * 3000 + b" 0 0 1\r\nx\r\nmn\r\n",
+    "get-3000-byte-key": b"get " + b"k" * 3000 + b"\r\nmn\r\n",
+    "unknown-3000": b"x" * 3000 + b"\r\nmn\r\n",
+    "mg-3000-byte-key": b"mg " + b"k" * 3000 + b" v\r\nmn\r\n",
+    "after-a-command": b"mn\r\n" + b"x" * 3000 + b"\r\nmn\r\n",
+    "16384-with-newline": b"x" * 16382 + b"\r\n",
+    "16385-with-newline": b"x" * 16383 + b"\r\n",
+    "unterminated-2048": b"x" * 2048,
+    "unterminated-2049": b"x" * 2049,
+    "unterminated-3000": b"version\r\n" + b"x" * 3000,
+    "unterminated-20000": b"x" * 20000,
+    "unterminated-get": b"get " + b"k " * 2000,
+}
+
+
+@pytest.mark.parametrize("name", list(LONG_LINES))
+def test_long_lines_as_memcached(kv, memcached, name):
+    """Complete long lines are answered; a read ending in 2048+ bytes of one closes, silently.
+
+    One difference kept: memcached throws away the replies it had queued for
+    commands earlier in the same read; kvcache sends them before it closes.
+    """
+    data = LONG_LINES[name]
+    ours, ours_closed = exchange(kv.port, data, quiet=0.5)
+    theirs, theirs_closed = memcached.exchange(data, quiet=0.5)
+    assert ours_closed == theirs_closed
+    if name == "unterminated-3000":
+        assert (normalize(ours), theirs) == (b"VERSION X\r\n", b"")
+    else:
+        assert normalize(ours) == normalize(theirs)

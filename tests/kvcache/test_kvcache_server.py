@@ -122,3 +122,17 @@ def test_sigterm_exits_cleanly():
     out, _ = exchange(server.port, b"set a 0 0 1\r\nx\r\n")
     assert out == b"STORED\r\n"
     assert server.stop() == 0
+
+
+def test_binary_protocol_is_closed_counted_and_logged_once():
+    """A first byte of 0x80 (memcached's binary protocol): closed, counted, logged at INFO."""
+    noop = b"\x80\x0a" + b"\x00" * 22  # a binary NOOP request header
+    with KvCache("-m", "8", "--far", "none", "-v") as kv:
+        for _ in range(2):
+            out, closed = exchange(kv.port, noop + b"version\r\n")
+            assert (out, closed) == (b"", True)
+        stats, _ = exchange(kv.port, b"version\r\nstats\r\n")
+        assert b"STAT binary_protocol_rejected 2\r\n" in stats
+        assert stats.startswith(b"VERSION ")  # a text connection is not affected
+        logged = [line for line in kv.lines if b"binary-protocol" in line]
+    assert len(logged) == 2 and all(b" INFO " in line for line in logged)

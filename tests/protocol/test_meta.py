@@ -31,6 +31,7 @@ import time
 import pytest
 from helpers import TRAILER, check, run
 
+from protocol import error_line
 from protocol.memcache import (
     NEED_DATA,
     ItemInfo,
@@ -41,6 +42,7 @@ from protocol.memcache import (
     MetaNoop,
     MetaSet,
     Parser,
+    TooLarge,
     compose_ma,
     compose_md,
     compose_me,
@@ -471,11 +473,17 @@ def _error_params():
 
 
 def _as_reply(events: list) -> bytes:
-    """Error lines and MN for the events of an error row (no other events expected)."""
+    """Error lines and MN for the events of an error row (no other events expected).
+
+    A TooLarge event (an ms refused for its size) stands for its error line.
+    """
     out = []
     for ev in events:
         if isinstance(ev, bytes):
             out.append(ev)
+        elif isinstance(ev, TooLarge):
+            assert ev.verb == "ms" and not ev.noreply
+            out.append(error_line(ev.error))
         elif isinstance(ev, MetaNoop):
             out.append(MN)
         else:

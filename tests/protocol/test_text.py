@@ -23,11 +23,6 @@ request the event's fields are asserted and memcached's bytes are the reply
 the server has to compose (tests/protocol/test_replies.py composes them).
 
 Deliberate differences from memcached, each pinned by a test below:
-- a line over 2048 bytes (get/gets/gat/gats: 1 MiB) is refused whatever
-  the chunking; memcached refuses only when 2048 bytes sit in its buffer
-  without a newline, so a 3000-byte line arriving in one read is ERROR there;
-- on a too-long line memcached closes silently; we send `CLIENT_ERROR line
-  too long` first;
 - gat/gats lines may be long like get/gets; memcached 1.6.18 closes them;
 - a key over 250 bytes on a get line: memcached also throws away the replies
   still queued for earlier pipelined commands; a server on this parser
@@ -41,7 +36,7 @@ from __future__ import annotations
 import pytest
 from cases import QUIET, Case, ask, err
 from cases import case as C
-from helpers import check, run
+from helpers import TRAILER, check, run
 from oracle import private_memcached
 
 from protocol import ClientError, CommandError, ProtocolError, ServerError, error_line
@@ -53,11 +48,13 @@ from protocol.memcache import (
     Delete,
     FlushAll,
     Get,
+    MetaNoop,
     Parser,
     Quit,
     Shutdown,
     Stats,
     Store,
+    TooLarge,
     Touch,
     Verbosity,
     Version,
@@ -582,7 +579,6 @@ def test_bad_key_drops_the_whole_get(memcached):
         (b"flush_all x noreply\r\n", ClientError, "invalid exptime argument"),
         (b"verbosity x noreply\r\n", ClientError, "bad command line format"),
         (b"cache_memlimit x noreply\r\n", CommandError, ""),
-        (b"set k 0 0 2000000 noreply\r\n", ServerError, "object too large for cache"),
     ],
 )
 def test_noreply_marks_the_error(data: bytes, kind: type, message: str):
@@ -631,7 +627,7 @@ def test_item_size_boundary_matches_memcached(memcached, flags: int, nbytes: int
         hit = b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (key, flags, nbytes, b"v" * nbytes)
         steps = [(_store("set", key, b"v" * nbytes, flags), STORED), (_get(key), hit)]
     else:
-        steps = [err(TOO_LARGE), (_get(key), END)]
+        steps = [(TooLarge("set", key, False), TOO_LARGE), (_get(key), END)]
     for chunk in (None, 4096, 65537):
         assert run(data, chunk) == [ours for ours, _ in steps]
     assert ask(memcached, data) == (b"".join(theirs for _, theirs in steps), False)
@@ -644,7 +640,7 @@ def test_too_large_value_is_swallowed_unbuffered(memcached):
     tail = b"\r\nget tx-big\r\n"
     p = Parser()
     out = run(head, parser=p)
-    assert out == [TOO_LARGE]
+    assert out == [TooLarge("set", b"tx-big", False)]
     chunk = b"v" * 65536
     for _ in range(nbytes // len(chunk)):
         p.feed(chunk)
@@ -658,13 +654,33 @@ def test_too_large_value_is_swallowed_unbuffered(memcached):
 def test_too_large_value_swallowed_bytewise():
     """Swallowing gives the same result fed one byte at a time (item_size_max 1024)."""
     data = b"set k 0 0 2000\r\n" + b"v" * 2000 + b"\r\nget k\r\n"
-    assert check(data, item_size_max=1024) == [TOO_LARGE, _get(b"k")]
+    assert check(data, item_size_max=1024) == [TooLarge("set", b"k", False), _get(b"k")]
 
 
 def test_too_large_refused_even_when_data_chunk_is_bad():
     """The swallow is exactly <bytes>+2: a missing \\r\\n is not noticed."""
     data = b"set k 0 0 2000\r\n" + b"v" * 2002 + b"get k\r\n"
-    assert check(data, item_size_max=1024) == [TOO_LARGE, _get(b"k")]
+    assert check(data, item_size_max=1024) == [TooLarge("set", b"k", False), _get(b"k")]
+
+
+@pytest.mark.parametrize("verb", [b"set", b"add", b"replace", b"append", b"prepend", b"cas"])
+@pytest.mark.parametrize("noreply", [False, True])
+def test_too_large_is_an_event_naming_verb_and_key(verb: bytes, noreply: bool):
+    """A refused store is a TooLarge event: the server must know what to drop.
+
+    memcached 1.6.18 deletes the item stored under the key for a refused set
+    (the server's business); the event carries the verb, the key and noreply,
+    and its error is memcached's line (hidden by noreply).
+    """
+    line = b"%s tx-tl 0 0 2000%s%s\r\n" % (
+        verb,
+        b" 1" if verb == b"cas" else b"",
+        b" noreply" if noreply else b"",
+    )
+    (ev,) = check(line + b"v" * 2000 + b"\r\n", item_size_max=1024)
+    assert ev == TooLarge(verb.decode(), b"tx-tl", noreply)
+    assert type(ev.error) is ServerError
+    assert error_line(ev.error) == (b"" if noreply else TOO_LARGE)
 
 
 def test_large_value_is_held_once():
@@ -682,63 +698,96 @@ def test_large_value_is_held_once():
 
 
 # -- line length -----------------------------------------------------------------
+#
+# memcached processes every complete line its 16384-byte read buffer holds,
+# whatever its length, and closes without a word when a read leaves more
+# than 2048 bytes without a newline, unless they start with "get "/"gets ".
+# The parser does the same, a read being one feed(): run(data, chunk) feeds
+# `chunk`-byte reads.
+
+CLOSED = [b"", "CLOSE"]  # the silent close: no reply line, then the parser is done
 
 
-def test_line_too_long_closes(memcached):
-    """Over 2048 bytes without a newline: we send CLIENT_ERROR, then close.
+@pytest.mark.parametrize(
+    "data, ours, theirs",
+    [
+        (b"set " + b"k" * 3000 + b" 0 0 1\r\nx\r\n", [BAD_FORMAT, ERROR], BAD_FORMAT + ERROR),
+        (b"get " + b"k" * 3000 + b"\r\n", [BAD_FORMAT], BAD_FORMAT),
+        (b"delete " + b"k" * 3000 + b"\r\n", [BAD_FORMAT], BAD_FORMAT),
+        (b"x" * 3000 + b"\r\n", [ERROR], ERROR),
+        (b"stats " + b"x" * 3000 + b"\r\n", [Stats([b"x" * 3000])], ERROR),  # no such group
+        (b"x" * 2049 + b"\n", [ERROR], ERROR),
+        (b"x" * 16382 + b"\r\n", [ERROR], ERROR),  # 16384 bytes with its newline: fits
+    ],
+    ids=["set-long-key", "get-long-key", "delete-long-key", "unknown", "stats", "lf", "16384"],
+)
+def test_complete_long_lines_are_parsed(memcached, data: bytes, ours: list, theirs: bytes):
+    """A line over 2048 bytes arriving in one read is parsed like any other line."""
+    assert run(data) == ours
+    assert run(data + TRAILER)[: len(ours)] == ours
+    assert ask(memcached, data) == (theirs, False)
 
-    memcached 1.6.18 closes without a word (the difference is deliberate: a
-    client learns why). Both ignore everything after.
-    """
-    data = b"set " + b"x" * 3000
-    assert check(data) == [b"CLIENT_ERROR line too long\r\n", "CLOSE"]
+
+def test_a_line_longer_than_the_read_buffer_closes(memcached):
+    """16385 bytes with the newline: memcached's buffer fills first, so it closes."""
+    data = b"x" * 16383 + b"\r\n"
+    assert run(data) == CLOSED
+    assert run(b"x" * 16382 + b"\r\n") == [ERROR]
     assert memcached.exchange(data) == (b"", True)
 
 
+@pytest.mark.parametrize("size", [2049, 2050, 3000, 20000])
+def test_unterminated_long_line_closes_silently(memcached, size: int):
+    """A read leaving more than 2048 bytes without a newline: closed, no reply."""
+    data = b"x" * size
+    assert check(data) == CLOSED
+    assert memcached.exchange(data) == (b"", True)
+
+
+def test_unterminated_2048_bytes_wait_for_more(memcached):
+    """2048 bytes without a newline are not too many: both wait for the rest."""
+    assert run(b"x" * 2048) == run(b"x" * 2048, 1) == []
+    assert memcached.exchange(b"x" * 2048) == (b"", False)
+    assert run(b"x" * 2048 + b"\r\n", 2048) == [ERROR]  # the newline came in the next read
+
+
+def test_a_last_cr_counts(memcached):
+    """2048 bytes and the \r of their \r\n in one read are 2049 bytes: closed."""
+    assert run(b"x" * 2048 + b"\r\nmn\r\n", 2049) == CLOSED
+    assert run(b"x" * 2047 + b"\r\nmn\r\n", 2048) == [ERROR, MetaNoop()]
+    assert ask(memcached, b"x" * 2047 + b"\r\n") == (ERROR, False)
+
+
+def test_long_line_split_across_reads_closes_when_a_read_ends_in_it():
+    """memcached's rule depends on reads: 2500 + 500 bytes close; 2000 + 1000 do not."""
+    data = b"x" * 3000 + b"\r\n"
+    assert run(data, 2500) == CLOSED
+    assert run(data, 2000) == [ERROR]
+
+
 def test_line_too_long_after_valid_commands():
-    data = b"get a\r\n" + b"x" * 2049 + b"\r\nget b\r\n"
-    assert check(data) == [_get(b"a"), b"CLIENT_ERROR line too long\r\n", "CLOSE"]
+    """Commands before the long line are answered; nothing after it is read."""
+    data = b"get a\r\n" + b"x" * 2049
+    assert run(data + b"\r\nget b\r\n", len(data)) == [_get(b"a"), *CLOSED]
+    assert run(data + b"\r\nget b\r\n") == [_get(b"a"), ERROR, _get(b"b")]
 
 
 def test_closed_parser_ignores_input():
     p = Parser()
-    assert run(b"y" * 5000, parser=p) == [b"CLIENT_ERROR line too long\r\n", "CLOSE"]
+    assert run(b"y" * 5000, parser=p) == CLOSED
     p.feed(b"get k\r\n")
     assert p.next_event() is NEED_DATA
     assert p.closed and p.buffered == 0
 
 
-def test_line_too_long_is_fatal_error():
+def test_line_too_long_is_a_silent_fatal_error():
     p = Parser()
     p.feed(b"z" * 2049)
     with pytest.raises(ClientError) as info:
         p.next_event()
-    assert (info.value.message, info.value.close, info.value.noreply) == (
-        "line too long",
-        True,
-        False,
-    )
-
-
-def test_complete_long_line_is_too_long():
-    """A 3000-byte line is refused even with its newline present.
-
-    memcached 1.6.18 answers ERROR when all of it arrives in one read, and
-    closes when 2048 bytes of it arrive first; we refuse it either way.
-    """
-    assert check(b"x" * 3000 + b"\r\n") == [b"CLIENT_ERROR line too long\r\n", "CLOSE"]
-
-
-def test_max_line_boundary():
-    """A 2048-byte line (newline excluded) parses; 2049 bytes do not."""
-    line = b"stats " + b"x" * 2042
-    assert check(line + b"\n") == [Stats([b"x" * 2042])]
-    assert check(line + b"y\n") == [b"CLIENT_ERROR line too long\r\n", "CLOSE"]
-
-
-def test_max_line_boundary_with_crlf():
-    line = b"stats " + b"x" * 2042
-    assert check(line + b"\r\n") == [Stats([b"x" * 2042])]
+    exc = info.value
+    assert (exc.message, exc.close, exc.noreply) == ("line too long", True, True)
+    assert error_line(exc) == b""
 
 
 def _many_keys(n: int) -> list[bytes]:
@@ -754,6 +803,16 @@ def test_long_get_line(memcached, cmd: bytes):
     name = cmd.strip().decode()
     assert check(data) == [Get(name, keys, name == "gets", None)]
     assert ask(memcached, data) == (END, False)
+
+
+def test_long_get_line_after_many_spaces(memcached):
+    """memcached reads on a long get line only if at most 100 spaces lead it."""
+    keys = b" ".join(_many_keys(500))
+    assert run(b" " * 100 + b"get " + keys + b"\r\n", 1000)[0] == Get(
+        "get", _many_keys(500), False, None
+    )
+    assert run(b" " * 101 + b"get " + keys + b"\r\n", 1000) == CLOSED
+    assert ask(memcached, b" " * 100 + b"get " + keys + b"\r\n") == (END, False)
 
 
 @pytest.mark.parametrize("cmd", [b"gat", b"gats"])
@@ -772,7 +831,7 @@ def test_long_gat_line(memcached, cmd: bytes):
 
 def test_get_line_over_max_get_line():
     data = b"get " + b" ".join(_many_keys(2000)) + b"\r\n"
-    assert check(data, max_get_line=4096) == [b"CLIENT_ERROR line too long\r\n", "CLOSE"]
+    assert check(data, max_get_line=4096) == CLOSED
 
 
 def test_get_key_far_past_max_line(memcached):

@@ -454,3 +454,29 @@ def test_copies_changed_while_the_node_stalled_are_removed_when_it_answers(far_n
     assert stalled and unsure >= 2  # those two, and any write-back the stall cut short
     assert changed == b"changed" and deleted is None and kept
     assert node == [False, False, True]  # both stale copies removed, the untouched one kept
+
+
+def test_an_offloaded_change_is_not_undone_by_a_read_in_flight(far_node):
+    """A prefetch of a far key, then an incr offloaded to the node: reads see the incr.
+
+    The READ went out before the COMPUTE, so it brings back the old value:
+    that must neither be admitted (a stale resident copy marked as the far
+    one) nor handed to a reader that came after the change.
+    """
+
+    def main(mgr):
+        table = RemHashTable(mgr)
+        table.set(b"n", b"41")
+        for i in range(8000):  # push it far
+            table.set(b"fill%d" % i, b"x" * 1000)
+        assert b"n" not in table.index and table.may_be_far(b"n")
+        assert table.prefetch([b"n"]) == 1  # a read of "41" in flight
+        status, fields, _ = table.offload(b"n", "incr", 1, 777)
+        with DerefScope() as scope:
+            after = bytes(table.get(scope, b"n").value)
+        H.sleep(0.2)  # anything still in flight has landed by now
+        with DerefScope() as scope:
+            later = bytes(table.get(scope, b"n").value)
+        return fields[0], after, later
+
+    assert with_runtime(far_node, 4 * MiB, main) == (42, b"42", b"42")
