@@ -67,7 +67,7 @@ def extensions() -> list:
         try:
             built += cythonize(
                 [module],
-                compiler_directives={"language_level": 3, "binding": False},
+                compiler_directives={"language_level": 3},
                 quiet=True,
             )
         except CompileError:  # a bug of ours: the tests (KVCACHE_EXPECT_COMPILED) catch it

@@ -24,6 +24,14 @@ MODULES = (
     "runtime/slotindex.py",
     "runtime/structures.py",
     "runtime/hashtable.py",
+    "protocol/memcache/numbers.py",
+    "protocol/memcache/requests.py",
+    "protocol/memcache/replies.py",
+    "protocol/memcache/text.py",
+    "protocol/memcache/meta.py",
+    "protocol/memcache/parser.py",
+    "kvcache/dispatcher.py",
+    "kvcache/server.py",
 )
 
 

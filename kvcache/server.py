@@ -24,9 +24,13 @@ import logging
 from collections import deque
 from typing import Any
 
+import cython
+
+from kvcache.dispatcher import Dispatcher
 from kvcache.errors import reply_for
 from protocol import ProtocolError
-from protocol.memcache import NEED_DATA, Parser
+from protocol.memcache import NEED_DATA
+from protocol.memcache.parser import Parser
 from runtime import hub as _hub
 from runtime.errors import WouldPark
 from runtime.scope import DerefScope
@@ -82,8 +86,8 @@ class Listener:
         return sum(1 for c in self.connections if c.owned)
 
 
-class Connection(asyncio.Protocol):
-    """One client connection."""
+class Connection:
+    """One client connection (an asyncio protocol; a C class when compiled)."""
 
     def __init__(self, listener: Listener):
         self.listener = listener
@@ -97,6 +101,12 @@ class Connection(asyncio.Protocol):
         self.read_paused = False  # a parked connection buffered enough: reads wait
         self.write_paused = False  # the client is not reading its replies: reads wait
         self.read_limit = READ_AHEAD + listener.item_size_max
+        self._out: list = []  # the hub's batch of replies, reused
+        self._scope = DerefScope()  # the hub's scope, reused
+
+    def eof_received(self) -> bool | None:
+        """The client closed its side: close ours (asyncio.Protocol's default)."""
+        return None
 
     # -- asyncio callbacks (hub) -------------------------------------------------
 
@@ -133,7 +143,8 @@ class Connection(asyncio.Protocol):
         else:
             self.transport.resume_reading()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: object) -> None:
+        """Bytes from the client: parse and serve them (hub)."""
         if self.closing:
             return
         self.listener.bytes_read += len(data)
@@ -149,12 +160,19 @@ class Connection(asyncio.Protocol):
 
     # -- request processing ------------------------------------------------------
 
-    def _serve(self, in_hub: bool, first: Any = None) -> None:
+    def _serve(self, in_hub: cython.bint, first: object = None) -> None:
         """Run every parsed request; in the hub, hand over to a greenlet on WouldPark."""
-        parser = self.parser
-        handlers = self.handlers
-        out: list = []
-        scope = DerefScope()
+        parser: Parser = self.parser
+        handlers: dict = self.handlers
+        dispatcher: Dispatcher = self.dispatcher
+        out: list
+        scope: DerefScope
+        if in_hub:  # the hub runs one batch at a time: its list and scope are reused
+            out = self._out
+            scope = self._scope
+        else:
+            out = []
+            scope = DerefScope()
         ev = first
         try:
             while not self.closing:
@@ -177,17 +195,24 @@ class Connection(asyncio.Protocol):
                     if ev is NEED_DATA:
                         break
                 cmd = ev.cmd
-                handler = handlers.get(cmd)
-                if handler is None:
-                    self._special(ev, out, scope)
-                    return
-                if not in_hub and scope.pinned and (cmd not in _GETS or scope.pinned >= PIN_FLUSH):
+                if cmd == "get" and in_hub:  # the hot path: no table lookup, a C call
+                    handler = None
+                else:
+                    handler = handlers.get(cmd)
+                    if handler is None:
+                        self._special(ev, out, scope)
+                        return
+                pinned: cython.Py_ssize_t = len(scope._pins)
+                if not in_hub and pinned and (cmd not in _GETS or pinned >= PIN_FLUSH):
                     # a greenlet may park: never while holding many pins, nor
                     # into an allocation wait while holding any (its own pins
                     # could be what the evacuator needs to free)
                     self._finish(out, scope)
                 try:
-                    handler(ev, scope, out)
+                    if handler is None:
+                        dispatcher.get(ev, scope, out)
+                    else:
+                        handler(ev, scope, out)
                 except WouldPark:
                     if not in_hub:
                         raise
@@ -262,12 +287,16 @@ class Connection(asyncio.Protocol):
 
     def _finish(self, out: list, scope: DerefScope) -> None:
         """Write a batch of replies at once, then release the scope its values came from."""
-        if out and self.transport is not None and not self.transport.is_closing():
-            data = b"".join(out)
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            data = out[0]  # one reply, a bytes or bytearray of its own: written as is
+            if len(out) > 1 or type(data) is memoryview:  # a view dies with the scope
+                data = b"".join(out)
             self.listener.bytes_written += len(data)
-            self.transport.write(data)
-        out.clear()
-        scope.release()
+            transport.write(data)
+        del out[:]
+        if scope._pins:
+            scope.release()
 
     def _close(self) -> None:
         self.closing = True

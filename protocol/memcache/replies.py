@@ -1,13 +1,20 @@
 """Reply composition for memcached's classic text commands.
 
-Replies are bytes, composed without copying values: a retrieval hit is
-`value_header(...)` then the value then b"\\r\\n", so a server can hand the
-value's memoryview to one writelines() call with everything else.
+Replies are bytes: a retrieval hit is `value_header(...)` then the value then
+b"\\r\\n"; or, on the compiled hot path, `append_value_header(buf, ...)` writes
+the same header straight into a bytearray the value is copied after.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+import cython
+
+if cython.compiled:
+    from cython.cimports.cpython.bytearray import PyByteArray_AS_STRING, PyByteArray_Resize
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING
+    from cython.cimports.libc.string import memcpy
 
 __all__ = [
     "CRLF",
@@ -24,6 +31,7 @@ __all__ = [
     "SHUTDOWN_DISABLED",
     "STORED",
     "TOUCHED",
+    "append_value_header",
     "compose_number",
     "compose_stats",
     "compose_version",
@@ -51,6 +59,57 @@ def value_header(key: bytes, flags: int, nbytes: int, cas: int | None = None) ->
     if cas is None:
         return b"VALUE %s %d %d\r\n" % (key, flags, nbytes)
     return b"VALUE %s %d %d %d\r\n" % (key, flags, nbytes, cas)
+
+
+def append_value_header(
+    buf: bytearray,
+    key: bytes,
+    flags: cython.ulonglong,
+    nbytes: cython.ulonglong,
+    cas: cython.ulonglong,
+    with_cas: cython.bint,
+) -> cython.void:
+    """Append `VALUE <key> <flags> <bytes>[ <cas>]\\r\\n` (value_header's bytes) to `buf`."""
+    if not cython.compiled:
+        buf += value_header(key, flags, nbytes, cas if with_cas else None)
+        return
+    nkey: cython.Py_ssize_t = len(key)
+    start: cython.Py_ssize_t = len(buf)
+    PyByteArray_Resize(buf, start + 6 + nkey + 3 * 21 + 2)  # room for the longest header
+    p = cython.cast(cython.p_char, PyByteArray_AS_STRING(buf)) + start
+    memcpy(p, b"VALUE ", 6)
+    p += 6
+    memcpy(p, PyBytes_AS_STRING(key), nkey)
+    p += nkey
+    p[0] = 32
+    p = _put_uint(p + 1, flags)
+    p[0] = 32
+    p = _put_uint(p + 1, nbytes)
+    if with_cas:
+        p[0] = 32
+        p = _put_uint(p + 1, cas)
+    p[0] = 13
+    p[1] = 10
+    PyByteArray_Resize(buf, p + 2 - cython.cast(cython.p_char, PyByteArray_AS_STRING(buf)))
+
+
+@cython.cfunc
+@cython.inline
+def _put_uint(p: cython.p_char, v: cython.ulonglong) -> cython.p_char:
+    """Write `v` in decimal at p; the end of what was written."""
+    tmp = cython.declare(cython.char[21])
+    n: cython.int = 0
+    while True:
+        tmp[n] = 48 + v % 10
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    while n:
+        n -= 1
+        p[0] = tmp[n]
+        p += 1
+    return p
 
 
 def compose_number(value: int) -> bytes:

@@ -1,0 +1,27 @@
+# C types of kvcache/dispatcher.py (Cython's pure-Python mode: the .py holds the code).
+
+from runtime.scope cimport DerefScope
+
+
+cdef class Dispatcher:
+    cdef public object table
+    cdef public object item_size_max
+    cdef public object clock
+    cdef public object stats_source
+    cdef public object on_shutdown
+    cdef public object on_memlimit
+    cdef public object verbosity
+    cdef public object version_string
+    cdef public object settings_source
+    cdef public object far_stats
+    cdef public object supervision_source
+    cdef public object _cas
+    cdef public object _flush_timer
+    cdef public bint detail_on
+    cdef public bint lru_crawler
+    cdef public dict detail
+    cdef public dict counters
+    cdef public dict handlers
+
+    cpdef get(self, object req, DerefScope scope, list out)
+    cpdef bint _get_resident(self, object req, list out) except -1

@@ -1,0 +1,21 @@
+# C types of protocol/memcache/parser.py (Cython's pure-Python mode: the .py holds the code).
+
+cdef class Parser:
+    cdef public Py_ssize_t item_size_max
+    cdef public Py_ssize_t max_line
+    cdef public Py_ssize_t max_read
+    cdef public Py_ssize_t max_get_line
+    cdef public object _buf
+    cdef public Py_ssize_t _pos
+    cdef public Py_ssize_t _scan
+    cdef public object _pending
+    cdef public Py_ssize_t _need
+    cdef public Py_ssize_t _swallow
+    cdef public bint _started
+    cdef public bint _closed
+    cdef public bint _slow
+    cdef public object _parts
+    cdef public Py_ssize_t _parts_len
+    cdef public bint _nul
+
+    cpdef object next_event(self)
