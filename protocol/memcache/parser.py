@@ -73,6 +73,8 @@ def _has_nul(data: object) -> cython.bint:
     which raises and clears a TypeError: ~1,800 instructions a call.)"""
     if cython.compiled and isinstance(data, bytes):
         return memchr(PyBytes_AS_STRING(data), 0, len(data)) != cython.NULL
+    if isinstance(data, memoryview):
+        data = data.tobytes()
     return data.find(b"\0") >= 0
 
 
