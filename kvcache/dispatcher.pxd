@@ -1,5 +1,7 @@
 # C types of kvcache/dispatcher.py (Cython's pure-Python mode: the .py holds the code).
 
+from protocol.memcache.requests cimport Get
+from runtime.hashtable cimport RemHashTable
 from runtime.scope cimport DerefScope
 
 
@@ -22,6 +24,8 @@ cdef class Dispatcher:
     cdef public dict detail
     cdef public dict counters
     cdef public dict handlers
+    cdef public Py_ssize_t fast_hits
 
     cpdef get(self, object req, DerefScope scope, list out)
-    cpdef bint _get_resident(self, object req, list out) except -1
+    cpdef bint _get_resident(self, Get req, list out) except -1
+    cdef unsigned int _now(self) except? 0

@@ -93,7 +93,7 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     now = time.time()
     server = dict(d.stats_source()) if d.stats_source else {}
-    c = d.counters
+    c = d.counter_values()
     far_up = mgr.far is not None and mgr.far.available
     far_only = table.far_only()  # items whose only copy is far (filter-based)
     far_items = far_only if far_up else 0

@@ -45,4 +45,5 @@ cdef class RemHashTable(Remoteable):
     cpdef unsigned long long cas_of(self, Py_ssize_t slot)
     cpdef Py_ssize_t value_len(self, Py_ssize_t slot) except -1
     cpdef void copy_value(self, Py_ssize_t slot, bytearray out)
+    cdef char* copy_value_to(self, Py_ssize_t slot, char* p)
     cpdef void _remove_local(self, Py_ssize_t slot)

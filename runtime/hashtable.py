@@ -420,6 +420,17 @@ class RemHashTable(Remoteable):
         else:
             out += seg.view[start:end]
 
+    def copy_value_to(self, slot: cython.Py_ssize_t, p: cython.p_char) -> cython.p_char:
+        """Compiled callers: copy the value of `slot`'s item to p; the end of the copy."""
+        w: cython.ulonglong = self._w(slot)
+        seg: Segment = self._seg(w)
+        off: cython.Py_ssize_t = w & _OFF_MASK
+        data = seg.data + off
+        start: cython.Py_ssize_t = _HDR + data[_NKEY_AT]
+        n: cython.Py_ssize_t = seg.size_at(off) - start
+        memcpy(p, data + start, n)
+        return p + n
+
     def lookup_many(self, scope: DerefScope, keys: list[Key], now: int) -> list[tuple | None]:
         """Per key, (flags, cas, value view) of a live resident item, marked fetched; else None.
 

@@ -1,5 +1,10 @@
 # C types of protocol/memcache/parser.py (Cython's pure-Python mode: the .py holds the code).
 
+from protocol.memcache.requests cimport Get, Request
+
+cdef bint _is_get(bytes buf, Py_ssize_t pos, Py_ssize_t klen) except -1
+cdef Get _get(bytes key)
+
 cdef class Parser:
     cdef public Py_ssize_t item_size_max
     cdef public Py_ssize_t max_line

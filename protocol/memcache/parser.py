@@ -42,7 +42,7 @@ from protocol.memcache.requests import NEED_DATA, BinaryProtocol, Get, Request
 from protocol.memcache.text import KEY_MAX_LENGTH
 
 if cython.compiled:
-    from cython.cimports.cpython.bytes import PyBytes_AS_STRING
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.libc.string import memchr, memcmp
 
 __all__ = ["DEFAULT_ITEM_SIZE_MAX", "Parser"]
@@ -80,7 +80,7 @@ def _has_nul(data: object) -> cython.bint:
 
 def _get(key: bytes) -> Get:
     """The Get event of a one-key `get`."""
-    ev = Get.__new__(Get)
+    ev: Get = Get.__new__(Get)
     ev.cmd = "get"
     ev.keys = [key]
     ev.cas = False
@@ -186,11 +186,13 @@ class Parser:
         if nl - pos > 1 and buf[nl - 1] == 13:
             nl -= 1
         klen: cython.Py_ssize_t = nl - pos - 4
-        if 0 < klen <= KEY_MAX and _is_get(buf, pos, klen):
-            return _get(buf[pos + 4 : nl])  # the hot path: `get <key>`, no checks left
+        if 0 < klen <= KEY_MAX and _is_get(buf, pos, klen):  # the hot path: `get <key>`
+            if cython.compiled:
+                return _get(PyBytes_FromStringAndSize(PyBytes_AS_STRING(buf) + pos + 4, klen))
+            return _get(buf[pos + 4 : nl])
         return self._dispatch(buf[pos:nl].split(b" "))
 
-    def _dispatch(self, toks: list[bytes]) -> Request:
+    def _dispatch(self, toks: list[bytes]) -> object:  # a Request or NEED_DATA
         if b"" in toks:
             toks = [t for t in toks if t]
             if not toks:
@@ -206,7 +208,7 @@ class Parser:
             return self._read_block()
         return req
 
-    def _next_slow(self) -> Request:
+    def _next_slow(self) -> object:  # a Request or NEED_DATA
         """next_event() outside the fast path: blocks, swallowing, partial lines."""
         if self._pending is not None:
             return self._read_block()
@@ -275,7 +277,7 @@ class Parser:
 
     # -- internals ---------------------------------------------------------
 
-    def _read_block(self) -> Request:
+    def _read_block(self) -> object:  # a Request or NEED_DATA
         need = self._need
         if self._parts is not None:
             if self._parts_len < need:

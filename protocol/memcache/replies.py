@@ -52,6 +52,7 @@ MN = b"MN\r\n"
 SHUTDOWN_DISABLED = b"ERROR: shutdown not enabled\r\n"
 MEMLIMIT_TOO_SMALL = b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n"
 MEMLIMIT_TOO_LARGE = b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n"
+HEADER_ROOM = cython.declare(cython.Py_ssize_t, 6 + 3 * 21 + 2)  # a VALUE line, less its key
 
 
 def value_header(key: bytes, flags: int, nbytes: int, cas: int | None = None) -> bytes:
@@ -73,10 +74,27 @@ def append_value_header(
     if not cython.compiled:
         buf += value_header(key, flags, nbytes, cas if with_cas else None)
         return
-    nkey: cython.Py_ssize_t = len(key)
     start: cython.Py_ssize_t = len(buf)
-    PyByteArray_Resize(buf, start + 6 + nkey + 3 * 21 + 2)  # room for the longest header
-    p = cython.cast(cython.p_char, PyByteArray_AS_STRING(buf)) + start
+    PyByteArray_Resize(buf, start + HEADER_ROOM + len(key))  # room for the longest header
+    base = cython.cast(cython.p_char, PyByteArray_AS_STRING(buf))
+    end = write_value_header(base + start, key, flags, nbytes, cas, with_cas)
+    PyByteArray_Resize(buf, end - base)
+
+
+@cython.cfunc
+def write_value_header(
+    p: cython.p_char,
+    key: bytes,
+    flags: cython.ulonglong,
+    nbytes: cython.ulonglong,
+    cas: cython.ulonglong,
+    with_cas: cython.bint,
+) -> cython.p_char:
+    """Compiled callers: value_header's bytes written at p (room: HEADER_ROOM + len(key)).
+
+    Returns the end of what was written.
+    """
+    nkey: cython.Py_ssize_t = len(key)
     memcpy(p, b"VALUE ", 6)
     p += 6
     memcpy(p, PyBytes_AS_STRING(key), nkey)
@@ -90,7 +108,7 @@ def append_value_header(
         p = _put_uint(p + 1, cas)
     p[0] = 13
     p[1] = 10
-    PyByteArray_Resize(buf, p + 2 - cython.cast(cython.p_char, PyByteArray_AS_STRING(buf)))
+    return p + 2
 
 
 @cython.cfunc

@@ -52,9 +52,7 @@ NEED_DATA = _NeedData()
 
 
 class Request:
-    """Base of every request event."""
-
-    __slots__ = ("cmd",)
+    """Base of every request event (a C class when compiled: `cmd` is a C field)."""
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in _all_slots(type(self)))
@@ -71,16 +69,16 @@ class Request:
 def _all_slots(cls: type) -> list[str]:
     if hasattr(cls, "_fields"):
         return list(cls._fields)
-    names: list[str] = []
+    names: list[str] = ["cmd"]
     for klass in reversed(cls.__mro__):
         names.extend(getattr(klass, "__slots__", ()))
     return names
 
 
 class Get(Request):
-    """get / gets / gat / gats / bget: one or more keys."""
+    """get / gets / gat / gats / bget: one or more keys (a C class when compiled)."""
 
-    __slots__ = ("keys", "cas", "exptime")
+    _fields = ("cmd", "keys", "cas", "exptime")
 
     def __init__(self, cmd: str, keys: list[bytes], cas: bool = False, exptime: int | None = None):
         self.cmd = cmd
@@ -275,7 +273,7 @@ class MetaRequest(Request):
     stores only the flags a request carries.
     """
 
-    __slots__ = ("__dict__",)
+    # (no __slots__: its flags live in an instance dict)
 
     _fields = (
         "cmd",

@@ -1,0 +1,10 @@
+# C types of protocol/memcache/requests.py (Cython's pure-Python mode: the .py holds the code).
+
+cdef class Request:
+    cdef public object cmd
+
+
+cdef class Get(Request):
+    cdef public list keys
+    cdef public bint cas
+    cdef public object exptime
