@@ -23,6 +23,7 @@ MODULES = (
     "runtime/scope.py",
     "runtime/slotindex.py",
     "runtime/structures.py",
+    "runtime/cuckoo.py",
     "runtime/hashtable.py",
     "protocol/memcache/numbers.py",
     "protocol/memcache/requests.py",

@@ -1,8 +1,11 @@
 # C types of kvcache/dispatcher.py (Cython's pure-Python mode: the .py holds the code).
 
-from protocol.memcache.requests cimport Get
+from protocol.memcache.requests cimport Get, Store
 from runtime.hashtable cimport RemHashTable
 from runtime.scope cimport DerefScope
+
+
+cpdef long long absolute_exptime(long long raw, long long now) except? -1
 
 
 cdef class Dispatcher:
@@ -17,7 +20,7 @@ cdef class Dispatcher:
     cdef public object settings_source
     cdef public object far_stats
     cdef public object supervision_source
-    cdef public object _cas
+    cdef public unsigned long long _cas
     cdef public object _flush_timer
     cdef public bint detail_on
     cdef public bint lru_crawler
@@ -25,7 +28,9 @@ cdef class Dispatcher:
     cdef public dict counters
     cdef public dict handlers
     cdef public Py_ssize_t fast_hits
+    cdef public Py_ssize_t fast_sets
 
     cpdef get(self, object req, DerefScope scope, list out)
     cpdef bint _get_resident(self, Get req, list out) except -1
     cdef unsigned int _now(self) except? 0
+    cpdef bint _set_fast(self, Store req, list out) except -1

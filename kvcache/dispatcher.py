@@ -59,7 +59,7 @@ from protocol.memcache import (
     value_header,
 )
 from protocol.memcache.numbers import strtoull64
-from protocol.memcache.requests import Get
+from protocol.memcache.requests import Get, Store
 from runtime.errors import FarMemoryError
 from runtime.hashtable import FETCHED, STALE, TOKEN_SENT, Item, RemHashTable
 from runtime.scope import DerefScope
@@ -99,7 +99,7 @@ def _binary_key(item: Item) -> bool:
     )
 
 
-def absolute_exptime(raw: int, now: int) -> int:
+def absolute_exptime(raw: cython.longlong, now: cython.longlong) -> cython.longlong:
     """memcached's exptime rules: 0 never, <= 30 days relative, else absolute; < 0 expired."""
     if raw == 0:
         return 0
@@ -141,6 +141,7 @@ class Dispatcher:
         self.detail: dict[bytes, list[int]] = {}  # key prefix -> [get, hit, set, del]
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.fast_hits = 0  # keys the resident get path served: cmd_get and get_hits both
+        self.fast_sets = 0  # sets the fast path stored: cmd_set and total_items both
         self.handlers: dict[str, Callable[[Any, DerefScope, list], None]] = {
             "get": self.get,
             "gets": self.get,
@@ -426,6 +427,8 @@ class Dispatcher:
 
     def store(self, req: Any, scope: DerefScope, out: list) -> None:
         """set / add / replace / append / prepend / cas."""
+        if req.cmd == "set" and not self.detail_on and self._set_fast(req, out):
+            return
         self.counters["cmd_set"] += 1
         if self.detail_on:
             row = self._prefix_row(req.key)
@@ -436,6 +439,25 @@ class Dispatcher:
         )
         if not req.noreply:
             out.append(code)
+
+    def _set_fast(self, req: Store, out: list) -> cython.bint:
+        """The hot path of set: True if stored (the general path's very effect), else False.
+
+        An item stored already expired takes the general path (it deletes).
+        The table's store comes first: if it must wait for room (WouldPark
+        from the hub) nothing was counted yet.
+        """
+        now: cython.uint = self._now()
+        exptime: cython.longlong = absolute_exptime(req.exptime, now)
+        if exptime == _EXPIRED:
+            return False
+        table: RemHashTable = self.table
+        self._cas += 1
+        table.set(req.key, req.value, req.flags, exptime, self._cas)
+        self.fast_sets += 1  # cmd_set and total_items, folded in by counter_values()
+        if not req.noreply:
+            out.append(STORED)
+        return True
 
     def _store(
         self,
@@ -691,6 +713,7 @@ class Dispatcher:
         for name in self.counters:
             self.counters[name] = 0
         self.fast_hits = 0
+        self.fast_sets = 0
         self.detail.clear()
 
     def counter_values(self) -> dict[str, int]:
@@ -698,6 +721,8 @@ class Dispatcher:
         out = dict(self.counters)
         out["cmd_get"] += self.fast_hits
         out["get_hits"] += self.fast_hits
+        out["cmd_set"] += self.fast_sets
+        out["total_items"] += self.fast_sets
         return out
 
     # -- administrative commands (memcached's slabs, lru_crawler, lru, ...) ----------------

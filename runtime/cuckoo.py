@@ -27,6 +27,8 @@ from __future__ import annotations
 import random
 from array import array
 
+import cython
+
 __all__ = ["CuckooFilter"]
 
 SLOTS = 5  # fingerprints per bucket
@@ -36,23 +38,30 @@ REP = sum(1 << (FP_BITS * k) for k in range(SLOTS))  # 1 in every lane
 HIGH = REP << (FP_BITS - 1)  # every lane's top bit
 MAX_LOAD = 0.95
 MAX_KICKS = 500
+REP_C = cython.declare(cython.ulonglong, REP)  # as C constants when compiled
+HIGH_C = cython.declare(cython.ulonglong, HIGH)
 
 
-def _hash(key: bytes) -> int:
+def _hash(key: object) -> cython.ulonglong:
     # Python's own (SipHash) hash of the key, made unsigned: cached on the key
     # object, so the index probe and the filter test of one request hash once.
     # Its seed is per process, and so is the filter (it is never persisted).
+    if cython.compiled:
+        return cython.cast(cython.ulonglong, cython.cast(cython.longlong, hash(key)))
     return hash(key) & 0xFFFF_FFFF_FFFF_FFFF
 
 
-def _has(word: int, fp: int) -> bool:
+def _has(word: cython.ulonglong, fp: cython.ulonglong) -> cython.bint:
     """True if some lane of `word` holds `fp` (fp 0: some lane is empty)."""
-    x = word ^ (fp * REP)
-    return bool((x - REP) & ~x & HIGH)
+    x: cython.ulonglong = word ^ (fp * REP_C)
+    if cython.compiled:
+        return ((x - REP_C) & ~x & HIGH_C) != 0
+    return bool(((x - REP) & ~x & HIGH) & 0xFFFF_FFFF_FFFF_FFFF)
 
 
-def _lane_of(word: int, fp: int) -> int:
+def _lane_of(word: cython.ulonglong, fp: cython.ulonglong) -> cython.int:
     """The first lane of `word` holding `fp` (the caller knows there is one)."""
+    s: cython.int
     for s in range(SLOTS):
         if (word >> (FP_BITS * s)) & LANE == fp:
             return s
@@ -60,35 +69,39 @@ def _lane_of(word: int, fp: int) -> int:
 
 
 class _Table:
-    __slots__ = ("buckets", "words", "count")
+    """One table of buckets (a C class when compiled)."""
 
     def __init__(self, buckets: int):
         self.buckets = buckets  # any count >= 1
         self.words = array("Q", bytes(8 * buckets))  # one bucket per word, 0 = all empty
         self.count = 0
 
-    def alt(self, i: int, fp: int) -> int:
+    def alt(self, i: cython.longlong, fp: cython.longlong) -> cython.longlong:
         """The other bucket of a fingerprint in bucket i."""
         return (fp * 0x5BD1E995 - i) % self.buckets
 
-    def find(self, i1: int, fp: int) -> int:
+    def _w(self, i: cython.longlong) -> cython.ulonglong:
+        if cython.compiled:
+            return self.words.data.as_ulonglongs[i]
+        return self.words[i]
+
+    def find(self, i1: cython.longlong, fp: cython.ulonglong) -> cython.longlong:
         """The bucket holding fp (i1 or its alternate), or -1."""
-        words = self.words
-        if _has(words[i1], fp):
+        if _has(self._w(i1), fp):
             return i1
-        i2 = self.alt(i1, fp)
-        if _has(words[i2], fp):
+        i2: cython.longlong = self.alt(i1, fp)
+        if _has(self._w(i2), fp):
             return i2
         return -1
 
-    def remove(self, i: int, fp: int) -> None:
+    def remove(self, i: cython.longlong, fp: cython.ulonglong) -> None:
         """Empty one lane of bucket i holding fp."""
-        w = self.words[i]
-        self.words[i] = w & ~(LANE << (FP_BITS * _lane_of(w, fp)))
+        w: cython.ulonglong = self._w(i)
+        self.words[i] = w & ~(LANE << (FP_BITS * _lane_of(w, fp))) & 0xFFFF_FFFF_FFFF_FFFF
         self.count -= 1
 
-    def _put(self, i: int, fp: int) -> bool:
-        w = self.words[i]
+    def _put(self, i: cython.longlong, fp: cython.ulonglong) -> cython.bint:
+        w: cython.ulonglong = self._w(i)
         if not _has(w, 0):
             return False
         self.words[i] = w | (fp << (FP_BITS * _lane_of(w, 0)))
@@ -120,19 +133,20 @@ class CuckooFilter:
         self.dropped = 0  # fingerprints lost to a full table (forgotten far items)
 
     @staticmethod
-    def _locate(key: bytes, table: _Table) -> tuple[int, int]:
+    def _locate(key: object, table: _Table) -> tuple[int, int]:
         h = _hash(key)
         return h % table.buckets, ((h >> 48) & LANE) or 1  # fp never 0 (0 = empty)
 
-    def __contains__(self, key: bytes) -> bool:
-        h = _hash(key)
-        fp = ((h >> 48) & LANE) or 1
+    def __contains__(self, key: object) -> bool:
+        h: cython.ulonglong = _hash(key)
+        fp: cython.ulonglong = ((h >> 48) & LANE) or 1
+        t: _Table
         for t in self.tables:
             if t.count and t.find(h % t.buckets, fp) >= 0:
                 return True
         return False
 
-    def add(self, key: bytes) -> None:
+    def add(self, key: object) -> None:
         """Remember that `key` may be far (adding twice stores it twice)."""
         t = self.tables[-1]
         i1, fp = self._locate(key, t)
@@ -145,7 +159,7 @@ class CuckooFilter:
         t.count -= 1
         self.tables.append(_Table(t.buckets * 2))
 
-    def discard(self, key: bytes) -> bool:
+    def discard(self, key: object) -> bool:
         """Forget one insertion of `key`; True if a matching fingerprint was found."""
         for t in reversed(self.tables):
             i1, fp = self._locate(key, t)

@@ -1,6 +1,7 @@
 # C types of runtime/hashtable.py (Cython's pure-Python mode: the .py holds the code).
 
 from runtime.heap cimport Heap, Segment
+from runtime.pointer cimport local_word, offset_of, segment_of
 from runtime.slotindex cimport SlotIndex
 from runtime.structures cimport Remoteable
 
@@ -46,4 +47,24 @@ cdef class RemHashTable(Remoteable):
     cpdef Py_ssize_t value_len(self, Py_ssize_t slot) except -1
     cpdef void copy_value(self, Py_ssize_t slot, bytearray out)
     cdef char* copy_value_to(self, Py_ssize_t slot, char* p)
+    cdef unsigned int _now(self) except? 0
+    cpdef Py_ssize_t _store(
+        self,
+        object key,
+        object value,
+        unsigned int flags,
+        unsigned int exptime,
+        unsigned long long cas,
+        unsigned long long wflags,
+        bint forget_far=*,
+        bint nowait=*,
+    ) except -2
+    cpdef set(
+        self,
+        object key,
+        object value,
+        unsigned int flags=*,
+        unsigned int exptime=*,
+        unsigned long long cas=*,
+    )
     cpdef void _remove_local(self, Py_ssize_t slot)

@@ -100,6 +100,7 @@ if cython.compiled:
     from cython.cimports.cpython.bytearray import PyByteArray_AS_STRING, PyByteArray_Resize
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING
     from cython.cimports.libc.string import memcmp, memcpy
+    from cython.cimports.libc.time import time as c_time
 
 if TYPE_CHECKING:
     from runtime.manager import Manager
@@ -473,6 +474,12 @@ class RemHashTable(Remoteable):
         value = seg.rview[off + _HDR + nkey : off + seg.size_at(off)]
         return Item(key, flags, exptime, cas, value, atime, state, slot, seg, off)
 
+    def _now(self) -> cython.uint:
+        """The clock's unix seconds, from the C library when it is the system's."""
+        if cython.compiled and self.clock is time.time:
+            return c_time(cython.NULL)
+        return int(self.clock())
+
     def _expired(self, exptime: int) -> bool:
         return exptime != 0 and exptime <= self.clock()
 
@@ -670,14 +677,14 @@ class RemHashTable(Remoteable):
     def _store(
         self,
         key: Key,
-        value: bytes,
-        flags: int,
-        exptime: int,
-        cas: int,
-        wflags: int,
-        forget_far: bool = False,
-        nowait: bool = False,
-    ) -> int:
+        value: object,
+        flags: cython.uint,
+        exptime: cython.uint,
+        cas: cython.ulonglong,
+        wflags: cython.ulonglong,
+        forget_far: cython.bint = False,
+        nowait: cython.bint = False,
+    ) -> cython.Py_ssize_t:
         """Copy an item into the heap and index it (a resident key keeps its slot). May park.
 
         The allocation comes first: if it raises (WouldPark from the hub,
@@ -733,7 +740,7 @@ class RemHashTable(Remoteable):
                 self._stale_fetch(key)
         elif forget_far:
             self._forget_far(key)
-        now: cython.uint = int(self.clock())
+        now: cython.uint = self._now()
         if cython.compiled and isinstance(key, bytes) and isinstance(value, bytes):
             p: cython.p_uchar = seg.data + off
             cython.cast(cython.p_uint, p)[0] = flags
@@ -846,7 +853,14 @@ class RemHashTable(Remoteable):
         if w & PRESENT:
             self.heap.free(segment_of(w), offset_of(w))
 
-    def set(self, key: Key, value: bytes, flags: int = 0, exptime: int = 0, cas: int = 0) -> None:
+    def set(
+        self,
+        key: Key,
+        value: object,
+        flags: cython.uint = 0,
+        exptime: cython.uint = 0,
+        cas: cython.ulonglong = 0,
+    ) -> None:
         """Store an item (dirty); a far copy of the key is removed. May park.
 
         From the hub with no room free it raises WouldPark, table untouched.

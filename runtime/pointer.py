@@ -24,6 +24,8 @@ one more pass, then cools: 3 -> 1 -> 0).
 
 from __future__ import annotations
 
+import cython
+
 __all__ = [
     "DIRTY",
     "EVACUATING",
@@ -62,31 +64,44 @@ SEG_SHIFT = 24
 OFF_MASK = (1 << 24) - 1
 SEG_MAX = (1 << 20) - 1
 FLAG_MASK = DIRTY | EVACUATING | FAR
+# the same as C constants when compiled (module globals are looked up by name)
+PRESENT_C = cython.declare(cython.ulonglong, PRESENT)
+FAR_C = cython.declare(cython.ulonglong, FAR)
+HOT_SHIFT_C = cython.declare(cython.int, HOT_SHIFT)
+SEG_SHIFT_C = cython.declare(cython.int, SEG_SHIFT)
+SEG_MAX_C = cython.declare(cython.ulonglong, SEG_MAX)
+OFF_MASK_C = cython.declare(cython.ulonglong, OFF_MASK)
+LOC_MASK_C = cython.declare(cython.ulonglong, LOC_MASK)
 
 
-def local_word(segment: int, offset: int, flags: int = 0, hot: int = 1) -> int:
-    """A present word at (segment, offset) with `flags` (DIRTY/FAR) and hotness."""
-    return PRESENT | flags | (hot << HOT_SHIFT) | (segment << SEG_SHIFT) | offset
+def local_word(
+    segment: cython.ulonglong,
+    offset: cython.ulonglong,
+    flags: cython.ulonglong = 0,
+    hot: cython.ulonglong = 1,
+) -> cython.ulonglong:
+    """A present word at (segment, offset) with `flags` (DIRTY/FAR, a tag) and hotness."""
+    return PRESENT_C | flags | (hot << HOT_SHIFT_C) | (segment << SEG_SHIFT_C) | offset
 
 
-def far_word(far_id: int, hot: int = 0) -> int:
+def far_word(far_id: cython.ulonglong, hot: cython.ulonglong = 0) -> cython.ulonglong:
     """A word for an object held only by the far node under `far_id`."""
-    return FAR | (hot << HOT_SHIFT) | (far_id & LOC_MASK)
+    return FAR_C | (hot << HOT_SHIFT_C) | (far_id & LOC_MASK_C)
 
 
-def segment_of(word: int) -> int:
+def segment_of(word: cython.ulonglong) -> cython.ulonglong:
     """The segment of a present word."""
-    return (word >> SEG_SHIFT) & SEG_MAX
+    return (word >> SEG_SHIFT_C) & SEG_MAX_C
 
 
-def offset_of(word: int) -> int:
+def offset_of(word: cython.ulonglong) -> cython.ulonglong:
     """The offset of a present word within its segment."""
-    return word & OFF_MASK
+    return word & OFF_MASK_C
 
 
-def hotness(word: int) -> int:
+def hotness(word: cython.ulonglong) -> cython.ulonglong:
     """The hotness byte."""
-    return (word >> HOT_SHIFT) & HOT_MAX
+    return (word >> HOT_SHIFT_C) & HOT_MAX
 
 
 def with_hotness(word: int, hot: int) -> int:

@@ -1,9 +1,11 @@
 # C types of protocol/memcache/parser.py (Cython's pure-Python mode: the .py holds the code).
 
-from protocol.memcache.requests cimport Get, Request
+from protocol.memcache.requests cimport Get, Request, Store
 
 cdef bint _is_get(bytes buf, Py_ssize_t pos, Py_ssize_t klen) except -1
 cdef Get _get(bytes key)
+cdef bint _is_set(bytes buf, Py_ssize_t pos) except -1
+cdef bint _is_noreply(bytes buf, Py_ssize_t i) except -1
 
 cdef class Parser:
     cdef public Py_ssize_t item_size_max
@@ -24,3 +26,4 @@ cdef class Parser:
     cdef public bint _nul
 
     cpdef object next_event(self)
+    cdef object _fast_set(self, bytes buf, Py_ssize_t pos, Py_ssize_t end)

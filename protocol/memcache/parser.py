@@ -38,8 +38,8 @@ import cython
 
 from protocol.errors import ClientError, CommandError, ProtocolError
 from protocol.memcache import admin, meta, text
-from protocol.memcache.requests import NEED_DATA, BinaryProtocol, Get, Request
-from protocol.memcache.text import KEY_MAX_LENGTH
+from protocol.memcache.requests import NEED_DATA, BinaryProtocol, Get, Request, Store
+from protocol.memcache.text import ITEM_HEADER, KEY_MAX_LENGTH
 
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -55,6 +55,7 @@ MAX_LEADING_SPACES = 100  # memcached reads on a long get line after at most the
 LARGE_BLOCK = 64 * 1024  # data blocks above this are collected as chunks
 
 KEY_MAX = cython.declare(cython.Py_ssize_t, KEY_MAX_LENGTH)
+ITEM_HEADER_SIZE = cython.declare(cython.Py_ssize_t, ITEM_HEADER)  # text.item_too_large's
 _COMMANDS = {**text.COMMANDS, **meta.COMMANDS, **admin.COMMANDS}
 _Outcome = TypeVar("_Outcome", ProtocolError, Request)  # what a swallow reports
 _LONG_LINE_PREFIXES = (b"get ", b"gets ", b"gat ", b"gats ")
@@ -66,6 +67,20 @@ def _is_get(buf: bytes, pos: cython.Py_ssize_t, klen: cython.Py_ssize_t) -> cyth
         data = PyBytes_AS_STRING(buf) + pos
         return memcmp(data, b"get ", 4) == 0 and memchr(data + 4, 32, klen) == cython.NULL
     return buf.startswith(b"get ", pos) and buf.find(b" ", pos + 4, pos + 4 + klen) < 0
+
+
+def _is_set(buf: bytes, pos: cython.Py_ssize_t) -> cython.bint:
+    """Does buf[pos:] start with `set `?"""
+    if cython.compiled:
+        return memcmp(PyBytes_AS_STRING(buf) + pos, b"set ", 4) == 0
+    return buf.startswith(b"set ", pos)
+
+
+def _is_noreply(buf: bytes, i: cython.Py_ssize_t) -> cython.bint:
+    """Is buf[i:i+8] ` noreply`?"""
+    if cython.compiled:
+        return memcmp(PyBytes_AS_STRING(buf) + i, b" noreply", 8) == 0
+    return buf.startswith(b" noreply", i)
 
 
 def _has_nul(data: object) -> cython.bint:
@@ -190,7 +205,70 @@ class Parser:
             if cython.compiled:
                 return _get(PyBytes_FromStringAndSize(PyBytes_AS_STRING(buf) + pos + 4, klen))
             return _get(buf[pos + 4 : nl])
+        if nl - pos > 10 and _is_set(buf, pos):  # `set <key> <f> <e> <n>` and its block
+            ev = self._fast_set(buf, pos, nl)
+            if ev is not None:
+                return ev
         return self._dispatch(buf[pos:nl].split(b" "))
+
+    def _fast_set(self, buf: bytes, pos: cython.Py_ssize_t, end: cython.Py_ssize_t) -> object:
+        """A plain `set` line whose data block is all here, as a Store; None otherwise.
+
+        Plain: one space between tokens, a key of 1..250 bytes, numbers of 1..9
+        digits, then nothing or ` noreply`, an item that is not too large and
+        a block that ends in \\r\\n. Anything else (and so every error) is left
+        to the general path, which parses the line again from its tokens.
+        """
+        i: cython.Py_ssize_t = pos + 4
+        k0: cython.Py_ssize_t = i
+        while i < end and buf[i] != 32:
+            i += 1
+        klen: cython.Py_ssize_t = i - k0
+        if klen == 0 or klen > KEY_MAX:
+            return None
+        nums = cython.declare(cython.longlong[3])
+        n: cython.int
+        start: cython.Py_ssize_t
+        v: cython.longlong
+        c: cython.int
+        for n in range(3):
+            if i >= end or buf[i] != 32:
+                return None
+            i += 1
+            start = i
+            v = 0
+            while i < end:
+                c = buf[i]
+                if c < 48 or c > 57:
+                    break
+                v = v * 10 + (c - 48)
+                i += 1
+            if i == start or i - start > 9:
+                return None
+            nums[n] = v
+        noreply: cython.bint = False
+        if i < end:
+            if end - i == 8 and _is_noreply(buf, i):
+                noreply = True
+            else:
+                return None
+        flags: cython.longlong = nums[0]
+        vlen: cython.Py_ssize_t = nums[2]
+        if ITEM_HEADER_SIZE + klen + 3 + vlen + (4 if flags else 0) > self.item_size_max:
+            return None  # too large: the general path swallows the block
+        block: cython.Py_ssize_t = self._pos
+        if len(buf) - block < vlen + 2 or buf[block + vlen] != 13 or buf[block + vlen + 1] != 10:
+            return None  # not all here yet, or a bad data chunk: the general path's
+        ev: Store = Store.__new__(Store)
+        ev.cmd = "set"
+        ev.key = buf[k0 : k0 + klen]
+        ev.flags = flags
+        ev.exptime = nums[1]
+        ev.value = buf[block : block + vlen]
+        ev.cas_unique = None
+        ev.noreply = noreply
+        self._pos = block + vlen + 2
+        return ev
 
     def _dispatch(self, toks: list[bytes]) -> object:  # a Request or NEED_DATA
         if b"" in toks:

@@ -8,3 +8,12 @@ cdef class Get(Request):
     cdef public list keys
     cdef public bint cas
     cdef public object exptime
+
+
+cdef class Store(Request):
+    cdef public object key
+    cdef public object flags
+    cdef public object exptime
+    cdef public object value
+    cdef public object cas_unique
+    cdef public bint noreply

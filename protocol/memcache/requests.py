@@ -88,9 +88,9 @@ class Get(Request):
 
 
 class Store(Request):
-    """set / add / replace / append / prepend / cas with its data block."""
+    """set / add / replace / append / prepend / cas with its data block (a C class compiled)."""
 
-    __slots__ = ("key", "flags", "exptime", "value", "cas_unique", "noreply")
+    _fields = ("cmd", "key", "flags", "exptime", "value", "cas_unique", "noreply")
 
     def __init__(
         self,
