@@ -285,37 +285,42 @@ class Dispatcher:
         n: cython.Py_ssize_t = len(keys)
         i: cython.Py_ssize_t
         slot: cython.Py_ssize_t
-        room: cython.Py_ssize_t = 5  # END
-        slots: list = []
-        for i in range(n):
-            key = keys[i]
-            slot = table.find_live(key, now)
-            if slot < 0:
-                return False
-            slots.append(slot)
-            room += HEADER_ROOM + len(key) + table.value_len(slot) + 2
         with_cas: cython.bint = req.cas
-        if cython.compiled:  # one allocation, written in place
+        if cython.compiled:  # one buffer, written in place, grown as it fills
+            flags = cython.declare(cython.uint, 0)
+            cas = cython.declare(cython.ulonglong, 0)
+            nvalue = cython.declare(cython.long, 0)
+            used: cython.Py_ssize_t = 0
+            room: cython.Py_ssize_t = n * (HEADER_ROOM + 128) + 5
             reply = PyByteArray_FromStringAndSize(cython.NULL, room)
-            base = PyByteArray_AS_STRING(reply)
-            p = base
             for i in range(n):
-                slot = slots[i]
-                p = write_value_header(
-                    p,
-                    keys[i],
-                    table.flags_of(slot),
-                    table.value_len(slot),
-                    table.cas_of(slot) if with_cas else 0,
-                    with_cas,
+                key = keys[i]
+                slot = table.find_live(key, now)
+                if slot < 0:
+                    return False
+                value = table.item_fields(
+                    slot, cython.address(flags), cython.address(cas), cython.address(nvalue)
                 )
-                p = table.copy_value_to(slot, p)
+                need: cython.Py_ssize_t = used + HEADER_ROOM + len(key) + nvalue + 7
+                if need > room:
+                    room = max(need, 2 * room)
+                    PyByteArray_Resize(reply, room)
+                p = PyByteArray_AS_STRING(reply) + used
+                p = write_value_header(p, key, flags, nvalue, cas, with_cas)
+                memcpy(p, value, nvalue)
+                p += nvalue
                 p[0] = 13
                 p[1] = 10
-                p += 2
-            memcpy(p, b"END\r\n", 5)
-            PyByteArray_Resize(reply, p + 5 - base)
+                used = p + 2 - PyByteArray_AS_STRING(reply)
+            memcpy(PyByteArray_AS_STRING(reply) + used, b"END\r\n", 5)
+            PyByteArray_Resize(reply, used + 5)
         else:
+            slots = []
+            for i in range(n):
+                slot = table.find_live(keys[i], now)
+                if slot < 0:
+                    return False
+                slots.append(slot)
             reply = bytearray()
             for i in range(n):
                 slot = slots[i]

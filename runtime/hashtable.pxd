@@ -2,11 +2,11 @@
 
 from runtime.heap cimport Heap, Segment
 from runtime.pointer cimport local_word, offset_of, segment_of
-from runtime.slotindex cimport SlotIndex
+from runtime.slotindex cimport SlotIndex, home_of
 from runtime.structures cimport Remoteable
 
 
-cpdef unsigned long long tag_of(object h) except? 0xFFFFFFFFFFFFFFFF
+cpdef unsigned long long tag_of(long long h)
 
 
 cdef class Item:
@@ -40,13 +40,16 @@ cdef class RemHashTable(Remoteable):
     cpdef Py_ssize_t _new_slot(self) except -1
     cpdef void _free_slot(self, Py_ssize_t slot)
     cpdef void _drop_slot(self, Py_ssize_t slot)
-    cpdef Py_ssize_t _find(self, object key, object h) except -2
+    cpdef Py_ssize_t _find(self, object key, long long h) except -2
     cpdef Py_ssize_t find_live(self, object key, unsigned int now) except -2
     cpdef unsigned int flags_of(self, Py_ssize_t slot)
     cpdef unsigned long long cas_of(self, Py_ssize_t slot)
     cpdef Py_ssize_t value_len(self, Py_ssize_t slot) except -1
     cpdef void copy_value(self, Py_ssize_t slot, bytearray out)
     cdef char* copy_value_to(self, Py_ssize_t slot, char* p)
+    cdef char* item_fields(
+        self, Py_ssize_t slot, unsigned int* flags, unsigned long long* cas, long* nvalue
+    )
     cdef unsigned int _now(self) except? 0
     cpdef Py_ssize_t _store(
         self,

@@ -138,10 +138,10 @@ _FETCHED = cython.declare(cython.uchar, 1)  # FETCHED
 _U64 = (1 << 64) - 1
 
 
-def tag_of(h: object) -> cython.ulonglong:
+def tag_of(h: cython.longlong) -> cython.ulonglong:
     """The 8 bits of a key's hash kept in its word (the top byte of the 64-bit hash)."""
     if cython.compiled:
-        return (cython.cast(cython.ulonglong, cython.cast(cython.longlong, h)) >> 56) & 0xFF
+        return (cython.cast(cython.ulonglong, h) >> 56) & 0xFF
     return ((h & _U64) >> 56) & 0xFF
 
 
@@ -291,7 +291,7 @@ class RemHashTable(Remoteable):
 
     # -- the resident fast path ----------------------------------------------------
 
-    def _find(self, key: object, h: object) -> cython.Py_ssize_t:
+    def _find(self, key: object, h: cython.longlong) -> cython.Py_ssize_t:
         """The slot of resident `key` (hash `h`), or -1: probe, tag, then the key itself."""
         if not isinstance(key, bytes):
             key = bytes(key)
@@ -383,6 +383,24 @@ class RemHashTable(Remoteable):
         _ATIME.pack_into(buf, off + 16, now)
         buf[off + _STATE_AT] |= _FETCHED
         return slot
+
+    def item_fields(
+        self,
+        slot: cython.Py_ssize_t,
+        flags: cython.p_uint,
+        cas: cython.p_ulonglong,
+        nvalue: cython.p_long,
+    ) -> cython.p_char:
+        """Compiled callers: the flags, cas and value length of `slot`'s item; its value."""
+        w: cython.ulonglong = self._w(slot)
+        seg: Segment = self.heap.table[(w >> _SEG_SHIFT) & _SEG_MAX]
+        off: cython.Py_ssize_t = w & _OFF_MASK
+        p = seg.data + off
+        flags[0] = cython.cast(cython.p_uint, p)[0]
+        cas[0] = cython.cast(cython.p_ulonglong, p + 8)[0]
+        start: cython.Py_ssize_t = _HDR + p[_NKEY_AT]
+        nvalue[0] = cython.cast(cython.p_uint, p - 8)[0] - start  # the heap header's size
+        return cython.cast(cython.p_char, p + start)
 
     def flags_of(self, slot: cython.Py_ssize_t) -> cython.uint:
         """The client flags of the resident item in `slot`."""

@@ -2,7 +2,7 @@
 
 from cpython cimport array
 
-cpdef Py_ssize_t home_of(object h, Py_ssize_t mask) except -1
+cpdef Py_ssize_t home_of(long long h, Py_ssize_t mask) except -1
 
 
 cdef class SlotIndex:
@@ -12,7 +12,7 @@ cdef class SlotIndex:
     cdef public Py_ssize_t mask
     cdef public Py_ssize_t count
 
-    cpdef add(self, object h, Py_ssize_t slot)
+    cpdef add(self, long long h, Py_ssize_t slot)
     cdef void _place(self, Py_ssize_t i, Py_ssize_t slot)
-    cpdef bint remove_slot(self, Py_ssize_t slot, object h) except -1
+    cpdef bint remove_slot(self, Py_ssize_t slot, long long h) except -1
     cdef void _resize(self, Py_ssize_t size)

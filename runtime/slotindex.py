@@ -36,15 +36,10 @@ Key = bytes  # a key: bytes or a subclass (an alias: compiled code does not insi
 _U64 = (1 << 64) - 1
 
 
-def home_of(h: object, mask: cython.Py_ssize_t) -> cython.Py_ssize_t:
+def home_of(h: cython.longlong, mask: cython.Py_ssize_t) -> cython.Py_ssize_t:
     """The home position of hash `h` (Python's hash, any sign) in a table of mask + 1."""
     if cython.compiled:
-        return (
-            cython.cast(
-                cython.Py_ssize_t, cython.cast(cython.ulonglong, cython.cast(cython.longlong, h))
-            )
-            & mask
-        )
+        return cython.cast(cython.Py_ssize_t, cython.cast(cython.ulonglong, h) & mask)
     return (h & _U64) & mask
 
 
@@ -81,7 +76,7 @@ class SlotIndex:
     def __contains__(self, key: Key) -> bool:
         return self.get(key) is not None
 
-    def add(self, h: object, slot: cython.Py_ssize_t) -> None:
+    def add(self, h: cython.longlong, slot: cython.Py_ssize_t) -> None:
         """Index `slot`, whose key hashes to `h` and is not indexed already."""
         if (self.count + 1) * 4 > len(self.entries) * 3:
             self._resize(len(self.entries) * 2)
@@ -95,7 +90,7 @@ class SlotIndex:
             i = (i + 1) & mask
         entries[i] = slot + 1
 
-    def remove_slot(self, slot: cython.Py_ssize_t, h: object) -> cython.bint:
+    def remove_slot(self, slot: cython.Py_ssize_t, h: cython.longlong) -> cython.bint:
         """Unindex `slot`, whose key hashes to `h`; False if it was not indexed."""
         entries: cython.uint[::1] = self.entries
         mask: cython.Py_ssize_t = self.mask

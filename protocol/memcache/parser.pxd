@@ -2,8 +2,9 @@
 
 from protocol.memcache.requests cimport Get, Request, Store
 
-cdef bint _is_get(bytes buf, Py_ssize_t pos, Py_ssize_t klen) except -1
-cdef Get _get(bytes key)
+cdef bint _is_get(bytes buf, Py_ssize_t pos) except -1
+cdef list _get_keys(bytes buf, Py_ssize_t i, Py_ssize_t end)
+cdef Get _get(list keys)
 cdef bint _is_set(bytes buf, Py_ssize_t pos) except -1
 cdef bint _is_noreply(bytes buf, Py_ssize_t i) except -1
 

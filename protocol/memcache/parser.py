@@ -61,12 +61,49 @@ _Outcome = TypeVar("_Outcome", ProtocolError, Request)  # what a swallow reports
 _LONG_LINE_PREFIXES = (b"get ", b"gets ", b"gat ", b"gats ")
 
 
-def _is_get(buf: bytes, pos: cython.Py_ssize_t, klen: cython.Py_ssize_t) -> cython.bint:
-    """Does buf[pos:] start with `get ` and one key of `klen` bytes (no space)?"""
+def _is_get(buf: bytes, pos: cython.Py_ssize_t) -> cython.bint:
+    """Does buf[pos:] start with `get `?"""
     if cython.compiled:
-        data = PyBytes_AS_STRING(buf) + pos
-        return memcmp(data, b"get ", 4) == 0 and memchr(data + 4, 32, klen) == cython.NULL
-    return buf.startswith(b"get ", pos) and buf.find(b" ", pos + 4, pos + 4 + klen) < 0
+        return memcmp(PyBytes_AS_STRING(buf) + pos, b"get ", 4) == 0
+    return buf.startswith(b"get ", pos)
+
+
+def _get_keys(buf: bytes, i: cython.Py_ssize_t, end: cython.Py_ssize_t) -> list:
+    """The keys of buf[i:end], one space apart, each 1..250 bytes; else None.
+
+    Anything else (two spaces, a trailing one, a key too long) is left to the
+    general path and its errors.
+    """
+    keys: list = []
+    j: cython.Py_ssize_t
+    while True:
+        if cython.compiled:
+            data = PyBytes_AS_STRING(buf)
+            hit = cython.cast(cython.p_char, memchr(data + i, 32, end - i))
+            j = end if hit == cython.NULL else hit - data
+        else:
+            j = buf.find(b" ", i, end)
+            if j < 0:
+                j = end
+        if j == i or j - i > KEY_MAX:
+            return None
+        if cython.compiled:
+            keys.append(PyBytes_FromStringAndSize(data + i, j - i))
+        else:
+            keys.append(buf[i:j])
+        if j == end:
+            return keys
+        i = j + 1
+
+
+def _get(keys: list) -> Get:
+    """The Get event of a plain `get`."""
+    ev: Get = Get.__new__(Get)
+    ev.cmd = "get"
+    ev.keys = keys
+    ev.cas = False
+    ev.exptime = None
+    return ev
 
 
 def _is_set(buf: bytes, pos: cython.Py_ssize_t) -> cython.bint:
@@ -91,16 +128,6 @@ def _has_nul(data: object) -> cython.bint:
     if isinstance(data, memoryview):
         data = data.tobytes()
     return data.find(b"\0") >= 0
-
-
-def _get(key: bytes) -> Get:
-    """The Get event of a one-key `get`."""
-    ev: Get = Get.__new__(Get)
-    ev.cmd = "get"
-    ev.keys = [key]
-    ev.cas = False
-    ev.exptime = None
-    return ev
 
 
 class Parser:
@@ -200,11 +227,10 @@ class Parser:
         self._pos = nl + 1
         if nl - pos > 1 and buf[nl - 1] == 13:
             nl -= 1
-        klen: cython.Py_ssize_t = nl - pos - 4
-        if 0 < klen <= KEY_MAX and _is_get(buf, pos, klen):  # the hot path: `get <key>`
-            if cython.compiled:
-                return _get(PyBytes_FromStringAndSize(PyBytes_AS_STRING(buf) + pos + 4, klen))
-            return _get(buf[pos + 4 : nl])
+        if nl - pos > 4 and _is_get(buf, pos):  # the hot path: `get <key> ...`
+            keys = _get_keys(buf, pos + 4, nl)
+            if keys is not None:
+                return _get(keys)
         if nl - pos > 10 and _is_set(buf, pos):  # `set <key> <f> <e> <n>` and its block
             ev = self._fast_set(buf, pos, nl)
             if ev is not None:
