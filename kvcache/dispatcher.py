@@ -60,7 +60,7 @@ from protocol.memcache import (
 )
 from protocol.memcache.numbers import strtoull64
 from protocol.memcache.requests import Get, Store
-from runtime.errors import FarMemoryError
+from runtime.errors import FarMemoryError, WouldPark
 from runtime.hashtable import FETCHED, STALE, TOKEN_SENT, Item, RemHashTable
 from runtime.scope import DerefScope
 
@@ -254,6 +254,57 @@ class Dispatcher:
         found = self.table.lookup_many(scope, keys, self.now())  # resident hits: the hot path
         if None in found:
             self._get_rest(scope, keys, found)  # may park: before anything is counted
+        self._reply_found(req, found, out)
+
+    def start_far_get(self, req: Any, on_landed: Callable[[Any, dict, Any], None]) -> bool:
+        """Send a get's far reads without parking (hub); False if it cannot go that way.
+
+        For a plain get/gets whose keys are not all resident: when the reads
+        have landed, on_landed(req, results, error) runs in the hub and the
+        caller finishes the request with get_landed(); nothing is counted or
+        changed before. False (nothing sent): gat/gats, stats detail on, or a
+        far structure not constructed yet; the caller then parks in a
+        greenlet as for any request. A far node that is down is not a reason:
+        the reads fail at once and on_landed gets the error.
+        """
+        if req.exptime is not None or self.detail_on:
+            return False
+        table: RemHashTable = self.table
+        now = self._now()
+        far = [k for k in req.keys if table.find_live(k, now) < 0 and table.may_be_far(k)]
+        if not far:
+            return False
+        try:
+            return table.fetch_many(far, lambda results, exc: on_landed(req, results, exc))
+        except FarMemoryError as exc:
+            on_landed(req, {}, exc)
+            return True
+
+    def get_landed(self, req: Any, scope: DerefScope, out: list, fetched: dict, error: Any) -> None:
+        """Finish a get started by start_far_get, its reads landed: the reply into out.
+
+        Never parks: items fetched are admitted (or served non-temporally),
+        keys whose reads failed read as misses, as in the parked path. A key
+        that went far while the others were read (the evacuator ran) raises
+        WouldPark, nothing counted: the caller runs the get again, parked.
+        """
+        keys = req.keys
+        table: RemHashTable = self.table
+        found = table.lookup_many(scope, keys, self.now())
+        if None in found:
+            rest = [key for key, hit in zip(keys, found, strict=True) if hit is None]
+            items = table.landed_many(scope, rest, fetched)
+            for key, item in zip(rest, items, strict=True):
+                if item is None and key not in fetched and table.may_be_far(key):
+                    raise WouldPark("a key of the get went far while the others were read")
+            self._fill(found, items)
+        if error is not None:
+            self.counters["far_errors"] += 1
+        self._reply_found(req, found, out)
+
+    def _reply_found(self, req: Any, found: list, out: list) -> None:
+        """Count a get and compose its reply from (flags, cas, value) hits, None misses."""
+        keys = req.keys
         c = self.counters
         c["cmd_get"] += len(keys)
         with_cas = req.cas
@@ -353,6 +404,10 @@ class Dispatcher:
         except FarMemoryError:
             self.counters["far_errors"] += 1
             items = [self.table.peek(scope, k) for k in rest]
+        self._fill(found, items)
+
+    def _fill(self, found: list, items: list) -> None:
+        """Put `items` (for found's None entries, in order) into found as hits."""
         more = iter(items)
         for n, hit in enumerate(found):
             if hit is None:

@@ -16,6 +16,7 @@ cdef class Listener:
     cdef public Py_ssize_t bytes_read
     cdef public Py_ssize_t bytes_written
     cdef public Py_ssize_t takeovers
+    cdef public Py_ssize_t far_gets
     cdef public Py_ssize_t binary_rejected
     cdef public object server
 

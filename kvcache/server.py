@@ -44,6 +44,7 @@ PREFETCH_AHEAD = 256  # requests parsed ahead for prefetching when a greenlet ta
 PIN_FLUSH = 32  # a greenlet writes its replies out once they pin this many objects
 READ_AHEAD = 1 << 20  # bytes a parked connection may buffer (+ one item) before reads pause
 _GETS = frozenset(("get", "gets", "gat", "gats", "mg"))
+_FAR_GETS = frozenset(("get", "gets"))  # finished by callback in the hub when they go far
 
 
 class Listener:
@@ -60,6 +61,7 @@ class Listener:
         self.bytes_read = 0
         self.bytes_written = 0
         self.takeovers = 0  # requests that had to move into a pooled greenlet
+        self.far_gets = 0  # gets that went far and were finished by callback, in the hub
         self.binary_rejected = 0  # connections closed for speaking the binary protocol
         self.server: asyncio.AbstractServer | None = None
 
@@ -73,6 +75,7 @@ class Listener:
             ("bytes_read", self.bytes_read),
             ("bytes_written", self.bytes_written),
             ("greenlet_takeovers", self.takeovers),
+            ("far_gets_in_hub", self.far_gets),
             ("greenlets_created", self.hub.created),
             ("binary_protocol_rejected", self.binary_rejected),
         ]
@@ -218,6 +221,11 @@ class Connection:
                         raise
                     self._finish(out, scope)
                     self.owned = True
+                    if cmd in _FAR_GETS and dispatcher.start_far_get(ev, self._far_landed):
+                        self.listener.far_gets += 1  # finished by _far_landed, in the hub
+                        if not self.closing:
+                            self._prefetch_ahead()  # the gets behind it go far at once too
+                        return
                     self.listener.takeovers += 1
                     self.listener.hub.run_in_pool(self._serve_parked, ev)
                     return
@@ -252,6 +260,33 @@ class Connection:
             self._reading()
         if not self.closing and self.parser.buffered:
             self.listener.hub.schedule(self._resume)  # bytes arrived while we worked
+
+    def _far_landed(self, req: Any, fetched: dict, error: Any) -> None:
+        """The far reads of a get started from the hub landed: reply, then go on (hub).
+
+        The connection stayed owned meanwhile, so its later requests waited in
+        the parser: they are served now, in order, as data_received would.
+        """
+        out = self._out
+        scope = self._scope
+        if not self.closing:
+            try:
+                self.dispatcher.get_landed(req, scope, out, fetched, error)
+            except WouldPark:  # a key went far meanwhile: run it again, parked
+                self._finish(out, scope)
+                self.listener.takeovers += 1
+                self.listener.hub.run_in_pool(self._serve_parked, req)
+                return
+            except Exception:
+                log.exception("bug finishing %.300r; closing the connection", req)
+                self._close()
+        self.owned = False
+        self._finish(out, scope)
+        if self.read_paused:
+            self.read_paused = False
+            self._reading()
+        if not self.closing and (self.ahead or self.parser.buffered):
+            self._serve(True)
 
     def _prefetch_ahead(self) -> None:
         """Parse the buffered requests now and start the far reads of their get keys."""

@@ -173,6 +173,7 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         ("prefetch_admits", mgr.counters["prefetch_hits"]),
         ("alloc_waits", mgr.counters["alloc_waits"]),
         ("greenlet_takeovers", server.get("greenlet_takeovers", 0)),
+        ("far_gets_in_hub", server.get("far_gets_in_hub", 0)),
         ("greenlets_created", server.get("greenlets_created", 0)),
         ("binary_protocol_rejected", server.get("binary_protocol_rejected", 0)),
     ]

@@ -23,6 +23,9 @@ Workloads (100-byte values, keys `key:NNNNNNN`, 50 connections):
                and printed: local_items / curr_items) vs kvcache all-local
                (-m 128), both over the same far node   target >= 0.85x
                (memcached all-local is printed for reference)
+ 5. far hit    uniform gets over 200k keys through kvcache -m 4 (most items far)
+               against -m 128: the cache's CPU per far hit (its process's
+               utime+stime, less the resident gets' share)   target <= 15 us
 
 Each is run `--runs` times, servers alternating; medians are printed with the
 generator's CPU use: at ~1.0 of a core the generator, not the server, is the
@@ -33,7 +36,7 @@ into an in-process RemHashTable with no far node) and per far item (cuckoo
 filter bytes per key).
 
 Run: python -m loadtest.bench_memcached [--quick] [--runs 3] [--seconds 5]
-     [--conns 50] [--depth 1] [--only basic,zipf,memory]
+     [--conns 50] [--depth 1] [--only basic,zipf,farhit,memory]
 """
 
 from __future__ import annotations
@@ -239,7 +242,7 @@ def memory_overhead(n: int = 100_000) -> None:
 
     grown, rss_grown, used, live = H.run(main)
     kv = len(loadgen.key_of(0)) + len(VALUE)
-    print(f"5. local memory, {n} resident items of {kv} B key+value (in-process RemHashTable)")
+    print(f"6. local memory, {n} resident items of {kv} B key+value (in-process RemHashTable)")
     print(
         f"   tracemalloc growth {grown / n:6.1f} B/item -> overhead {grown / n - kv:6.1f} B/item"
         f" beyond key+value; process RSS growth (a separate pass) {rss_grown / n:6.1f} B/item"
@@ -362,6 +365,48 @@ def zipf(args: argparse.Namespace) -> None:
         print(f"   {'kvcache all-local / memcached':<30} {b / c:10.2f}x   (for reference)")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def farhit(args: argparse.Namespace) -> None:
+    """Workload 5: the cache's CPU per far hit, against a resident get's."""
+    n_keys = ZIPF_KEYS
+    requests = loadgen.get_requests([random.Random(5).randrange(n_keys) for _ in range(400_000)])
+    print(
+        f"5. far hits: uniform gets over {n_keys} preloaded keys of 100 B; kvcache -m 4"
+        f" (most items far) vs -m 128 (all local), far node on core {LOADGEN_CORE};"
+        " CPU = the kvcache process's utime+stime over the run"
+    )
+    with far_node() as far, kvcache(4, far) as small, kvcache(128, far) as big:
+        for s in (small, big):
+            loadgen.preload(s.port, n_keys, VALUE)
+        rows = {}
+        for s in (small, big):
+            loadgen.run(s.port, requests, args.conns, 1.0, args.depth, END)  # warm-up
+            before = _stats(s.port)
+            cpu0 = _cpu_seconds(s.proc.pid)
+            r = loadgen.run(s.port, requests, args.conns, args.seconds, args.depth, END)
+            cpu = _cpu_seconds(s.proc.pid) - cpu0
+            after = _stats(s.port)
+            gets = int(after["cmd_get"]) - int(before["cmd_get"])
+            hits = int(after["far_hits"]) - int(before["far_hits"])
+            rows[s.name] = (r, cpu, gets, hits)
+            print(
+                f"   {s.name:<30} {r.ops_per_s:10.0f} ops/s, {hits / max(gets, 1):.1%} far hits,"
+                f" {cpu / max(gets, 1) * 1e6:.1f} us of CPU per get"
+            )
+        r_s, cpu_s, gets_s, hits_s = rows[small.name]
+        r_b, cpu_b, gets_b, _ = rows[big.name]
+        per_local = cpu_b / max(gets_b, 1)
+        per_far = (cpu_s - (gets_s - hits_s) * per_local) / max(hits_s, 1)
+        verdict = "ok" if per_far <= 15e-6 else "ABOVE TARGET"
+        print(f"   CPU per far hit {per_far * 1e6:10.1f} us   target <= 15 us  {verdict}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if os.sched_getaffinity(0) != {LOADGEN_CORE}:  # the load generator runs on core 1
@@ -378,8 +423,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--depth", type=int, default=1, help="requests in flight per connection")
     ap.add_argument(
         "--only",
-        default="basic,zipf,memory",
-        help="comma-separated parts to run: basic (get, set, multi-get), zipf, memory",
+        default="basic,zipf,farhit,memory",
+        help="comma-separated parts to run: basic (get, set, multi-get), zipf, farhit, memory",
     )
     args = ap.parse_args(argv)
     parts = set(args.only.split(","))
@@ -411,6 +456,8 @@ def main(argv: list[str] | None = None) -> None:
         basic(args)
     if "zipf" in parts:
         zipf(args)
+    if "farhit" in parts:
+        farhit(args)
     if "memory" in parts:
         print()
         memory_overhead()

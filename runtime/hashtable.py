@@ -557,12 +557,31 @@ class RemHashTable(Remoteable):
     def _fetch_keys(self, keys: list[Key]) -> dict[Key, tuple | None]:
         """Far items (flags, exptime, cas, value) or None per key; one park. May park."""
         _hub.check_can_park()
+        self._far_ds()  # constructed on the node (may park)
+        waiter = _hub.Waiter(self.manager.hub)
+        if not self.fetch_many(keys, lambda results, exc: waiter.switch((results, exc))):
+            raise FarUnavailable("far structure not constructed")
+        results, exc = waiter.get()
+        if exc is not None:
+            raise exc
+        return results
+
+    def fetch_many(self, keys: list[Key], on_done: Callable[[dict, Any], None]) -> bool:
+        """Send the far reads of `keys`; on_done(results, error) runs in the hub when all landed.
+
+        results maps a key to its far item (flags, exptime, cas, value), or
+        None if the node has none; keys changed meanwhile are left out (read
+        them locally). Reads already in flight are joined, not repeated.
+        Never parks: False, and nothing sent, if the structure is not yet
+        constructed on the node; FarUnavailable at once if the node is down.
+        """
         far = self.manager.far
         if far is None or not far.available:
             raise FarUnavailable("far node unavailable")
-        ds = self._far_ds()
-        hub = self.manager.hub
-        waiter = _hub.Waiter(hub)
+        st = self.far_ds
+        if st is None or not st.ds:
+            return False
+        ds = st.ds
         unique = list(dict.fromkeys(keys))
         results: dict[Key, tuple | None] = {}
         state = {"left": len(unique), "error": None}
@@ -574,7 +593,7 @@ class RemHashTable(Remoteable):
                 results[key] = result
             state["left"] -= 1
             if state["left"] == 0:
-                waiter.switch(None)
+                on_done(results, state["error"])
 
         for key in unique:
             fetch = self._fetches.get(key)
@@ -591,10 +610,24 @@ class RemHashTable(Remoteable):
                 encode_name(key),
                 lambda s, b, key=key, fetch=fetch: self._fetched(key, fetch, s, b),
             )
-        waiter.get()
-        if state["error"] is not None:
-            raise state["error"]
-        return results
+        return True
+
+    def landed_many(self, scope: DerefScope, keys: list[Key], fetched: dict) -> list[Item | None]:
+        """Items for `keys` once their far reads landed in `fetched`; never parks, never goes far.
+
+        Resident items are read here; a fetched one is admitted (or served
+        non-temporally, no room being free at once); the rest are misses.
+        """
+        out: list[Item | None] = []
+        for key in keys:
+            item = self.peek(scope, key)
+            if item is None:
+                if key in fetched:
+                    item = self._admit(scope, key, fetched[key])
+                elif key not in self.filter:
+                    self.stats["filter_negatives"] += 1
+            out.append(item)
+        return out
 
     def _fetched(self, key: Key, fetch: _Fetch, status: Any, body: Any) -> None:
         if self._fetches.get(key) is fetch:  # an offload may have detached it
