@@ -288,8 +288,11 @@ class Dispatcher:
         that went far while the others were read (the evacuator ran) raises
         WouldPark, nothing counted: the caller runs the get again, parked.
         """
-        keys = req.keys
         table: RemHashTable = self.table
+        table.admit_landed(fetched)
+        if error is None and self._get_resident(req, out):  # all resident now: the hot path
+            return
+        keys = req.keys
         found = table.lookup_many(scope, keys, self.now())
         if None in found:
             rest = [key for key, hit in zip(keys, found, strict=True) if hit is None]

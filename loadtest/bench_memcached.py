@@ -23,7 +23,7 @@ Workloads (100-byte values, keys `key:NNNNNNN`, 50 connections):
                and printed: local_items / curr_items) vs kvcache all-local
                (-m 128), both over the same far node   target >= 0.85x
                (memcached all-local is printed for reference)
- 5. far hit    uniform gets over 200k keys through kvcache -m 4 (most items far)
+ 5. far hit    uniform gets over 200k keys through kvcache -m 8 (most items far)
                against -m 128: the cache's CPU per far hit (its process's
                utime+stime, less the resident gets' share)   target <= 15 us
 
@@ -375,13 +375,14 @@ def _cpu_seconds(pid: int) -> float:
 def farhit(args: argparse.Namespace) -> None:
     """Workload 5: the cache's CPU per far hit, against a resident get's."""
     n_keys = ZIPF_KEYS
-    requests = loadgen.get_requests([random.Random(5).randrange(n_keys) for _ in range(400_000)])
+    rnd = random.Random(5)
+    requests = loadgen.get_requests([rnd.randrange(n_keys) for _ in range(400_000)])
     print(
-        f"5. far hits: uniform gets over {n_keys} preloaded keys of 100 B; kvcache -m 4"
+        f"5. far hits: uniform gets over {n_keys} preloaded keys of 100 B; kvcache -m 8"
         f" (most items far) vs -m 128 (all local), far node on core {LOADGEN_CORE};"
         " CPU = the kvcache process's utime+stime over the run"
     )
-    with far_node() as far, kvcache(4, far) as small, kvcache(128, far) as big:
+    with far_node() as far, kvcache(8, far) as small, kvcache(128, far) as big:
         for s in (small, big):
             loadgen.preload(s.port, n_keys, VALUE)
         rows = {}

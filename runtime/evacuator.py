@@ -32,13 +32,20 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+import cython
+
 from runtime import hub as _hub
+from runtime.heap import HEADER_SIZE, Heap, Segment
 from runtime.pointer import (
     DIRTY,
     EVACUATING,
     FAR,
     HOT_MASK,
+    HOT_SHIFT,
+    OFF_MASK,
     PRESENT,
+    SEG_MAX,
+    SEG_SHIFT,
     TAG_MASK,
     hotness,
     local_word,
@@ -46,15 +53,45 @@ from runtime.pointer import (
     segment_of,
 )
 
+if cython.compiled:
+    from cython.cimports.cpython import array
+    from cython.cimports.libc.string import memcpy
+
 if TYPE_CHECKING:
-    from runtime.heap import Segment
     from runtime.manager import Manager
 
 __all__ = ["EvacHandler", "Evacuator"]
 
 log = logging.getLogger("runtime.evacuator")
 
-_FLAGS = DIRTY | FAR | TAG_MASK  # what a moved object keeps of its word
+_FLAGS = cython.declare(cython.ulonglong, DIRTY | FAR | TAG_MASK)  # what a moved word keeps
+# the word's bits as C constants when compiled (module globals are looked up by name)
+_PRESENT = cython.declare(cython.ulonglong, PRESENT)
+_DIRTY = cython.declare(cython.ulonglong, DIRTY)
+_FAR = cython.declare(cython.ulonglong, FAR)
+_EVACUATING = cython.declare(cython.ulonglong, EVACUATING)
+_HOT_SHIFT = cython.declare(cython.int, HOT_SHIFT)
+_SEG_SHIFT = cython.declare(cython.int, SEG_SHIFT)
+_SEG_MAX = cython.declare(cython.ulonglong, SEG_MAX)
+_OFF_MASK = cython.declare(cython.ulonglong, OFF_MASK)
+_HSZ = cython.declare(cython.Py_ssize_t, HEADER_SIZE)
+
+
+def _word(owner: object, slot: cython.Py_ssize_t) -> cython.ulonglong:
+    """owner.words[slot], read straight from the array when compiled."""
+    if cython.compiled:
+        words: array.array = owner.words
+        return words.data.as_ulonglongs[slot]
+    return owner.words[slot]
+
+
+def _set_word(owner: object, slot: cython.Py_ssize_t, w: cython.ulonglong) -> cython.void:
+    """owner.words[slot] = w."""
+    if cython.compiled:
+        words: array.array = owner.words
+        words.data.as_ulonglongs[slot] = w
+    else:
+        owner.words[slot] = w
 
 
 class EvacHandler(Protocol):
@@ -185,21 +222,34 @@ class Evacuator:
         self.rounds += 1
         heap.retire(seg)
 
-    def _evacuate_objects(self, seg: Segment) -> bool:
+    def _evacuate_objects(self, seg: Segment) -> cython.bint:
         """Move, drop or write back every live object; True if some must stay. May park."""
-        heap = self.heap
-        owners = heap.owners
+        heap: Heap = self.heap
         far = self.manager.far
-        far_up = far is not None and far.available
-        pending: list[tuple] = []  # (owner, owner id, slot, marked word, op, ds)
-        bodies: list[bytes] = []
-        t0 = start = time.perf_counter()
-        aborted = False
-        n = 0
-        owner_id = seg.owner  # a segment holds one owner's objects
-        owner = owners[owner_id]
-        words = owner.words
-        for off, size, slot in heap.objects(seg):
+        far_up: cython.bint = far is not None and far.available
+        pending: list = []  # (owner, owner id, slot, marked word, op, ds)
+        bodies: list = []
+        t0: cython.double = time.perf_counter()
+        start: cython.double = t0
+        now: cython.double
+        aborted: cython.bint = False
+        n: cython.Py_ssize_t = 0
+        owner_id: cython.int = seg.owner  # a segment holds one owner's objects
+        owner = heap.owners[owner_id]
+        may_forget: cython.bint = owner.may_forget
+        seg_id: cython.ulonglong = seg.id
+        top: cython.Py_ssize_t = seg.top  # sealed: fixed while we walk it
+        hdr: cython.Py_ssize_t = 0  # the object header's offset
+        off: cython.Py_ssize_t
+        size: cython.Py_ssize_t
+        slot: cython.Py_ssize_t
+        w: cython.ulonglong
+        hot: cython.ulonglong
+        while hdr < top:
+            off = hdr + _HSZ
+            size = seg.size_at(off)
+            slot = seg.slot_at(off)
+            hdr = off + ((size + 7) & ~7)
             n += 1
             if n & 31 == 0:
                 now = time.perf_counter()
@@ -210,64 +260,84 @@ class Evacuator:
                     if seg.pins:
                         aborted = True
                         break
-            w = words[slot]
-            if not (w & PRESENT) or segment_of(w) != seg.id or offset_of(w) != off:
+            w = _word(owner, slot)
+            if not (w & _PRESENT) or (w >> _SEG_SHIFT) & _SEG_MAX != seg_id or w & _OFF_MASK != off:
                 continue  # dead: a newer copy lives elsewhere
             if owner.evac_dead(slot):
                 owner.evac_reclaim(slot)
-                heap.free(seg.id, off)
+                heap.free(seg_id, off)
                 self.reclaimed += 1
                 continue
-            hot = hotness(w)
+            hot = (w >> _HOT_SHIFT) & 0xFF
             if hot and self._survive(seg, off, size, slot, owner_id, owner, w, hot >> 1):
                 continue
-            if not (w & DIRTY) and (w & FAR):
+            if not (w & _DIRTY) and (w & _FAR):
                 owner.evac_far(slot)
-                heap.free(seg.id, off)
+                heap.free(seg_id, off)
                 self.clean_drops += 1
                 continue
             if far_up:
                 req = owner.evac_writeback(slot, seg.view[off : off + size])
                 if req is not None:
-                    marked = w | EVACUATING
-                    words[slot] = marked
+                    marked = w | _EVACUATING
+                    _set_word(owner, slot, marked)
                     pending.append((owner, owner_id, slot, marked, req[0], req[1]))
                     bodies.append(req[2])
                     continue
-            if owner.may_forget:
+            if may_forget:
                 owner.evac_forget(slot)
-                heap.free(seg.id, off)
+                heap.free(seg_id, off)
                 self.forgotten += 1
                 continue
             if not self._survive(seg, off, size, slot, owner_id, owner, w, 0):
                 aborted = True  # no room to keep it: leave the rest in place
                 break
         self.busy_seconds += time.perf_counter() - start
-        failures = self.write_failures
+        failures: cython.Py_ssize_t = self.write_failures
         if pending:
             self._write_back(pending, bodies)  # parks: mutators free objects meanwhile
-        return bool(
-            (aborted or seg.pins or failures != self.write_failures) and self._has_live(seg)
-        )
+        return (aborted or seg.pins or failures != self.write_failures) and self._has_live(seg)
 
-    def _survive(self, seg, off, size, slot, owner_id, owner, w, hot) -> bool:
-        heap = self.heap
-        loc = heap.alloc(size, owner_id, slot, evacuator=True)
-        if loc is None:
+    def _survive(
+        self,
+        seg: Segment,
+        off: cython.Py_ssize_t,
+        size: cython.Py_ssize_t,
+        slot: cython.Py_ssize_t,
+        owner_id: cython.int,
+        owner: object,
+        w: cython.ulonglong,
+        hot: cython.ulonglong,
+    ) -> cython.bint:
+        """Copy a live object into a survivor segment with hotness `hot`; False: no room."""
+        heap: Heap = self.heap
+        loc: cython.Py_ssize_t = heap.alloc_at(size, owner_id, slot, True)
+        if loc < 0:
             return False
-        dseg, doff = loc
-        heap.segments[dseg].view[doff : doff + size] = seg.view[off : off + size]
-        owner.words[slot] = local_word(dseg, doff, w & _FLAGS, hot)
+        dseg: Segment = heap.table[loc >> 24]
+        doff: cython.Py_ssize_t = loc & 0xFFFFFF
+        if cython.compiled:
+            memcpy(dseg.data + doff, seg.data + off, size)
+        else:
+            dseg.view[doff : doff + size] = seg.view[off : off + size]
+        _set_word(owner, slot, local_word(dseg.id, doff, w & _FLAGS, hot))
         heap.free(seg.id, off)
         self.survivors += 1
         return True
 
-    def _has_live(self, seg: Segment) -> bool:
-        words = self.heap.owners[seg.owner].words
-        for off, _size, slot in self.heap.objects(seg):
-            w = words[slot]
-            if (w & PRESENT) and segment_of(w) == seg.id and offset_of(w) == off:
+    def _has_live(self, seg: Segment) -> cython.bint:
+        """Does `seg` still hold an object its owner points at?"""
+        owner = self.heap.owners[seg.owner]
+        seg_id: cython.ulonglong = seg.id
+        hdr: cython.Py_ssize_t = 0
+        off: cython.Py_ssize_t
+        w: cython.ulonglong
+        while hdr < seg.top:
+            off = hdr + _HSZ
+            w = _word(owner, seg.slot_at(off))
+            if w & _PRESENT and (w >> _SEG_SHIFT) & _SEG_MAX == seg_id and w & _OFF_MASK == off:
                 return True
+            hdr = off + ((seg.size_at(off) + 7) & ~7)
         return False
 
     def _write_back(self, pending: list, bodies: list[bytes]) -> None:

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Pipelined connection to a far-memory node: request ids, coalesced writes,
 timeouts, reconnection, and the data structures constructed on the node.
 

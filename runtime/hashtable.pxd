@@ -71,3 +71,5 @@ cdef class RemHashTable(Remoteable):
         unsigned long long cas=*,
     )
     cpdef void _remove_local(self, Py_ssize_t slot)
+    cpdef unsigned int _exptime_of(self, Py_ssize_t slot)
+    cpdef bint evac_dead(self, Py_ssize_t slot) except -1

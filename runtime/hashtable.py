@@ -612,6 +612,28 @@ class RemHashTable(Remoteable):
             )
         return True
 
+    def admit_landed(self, fetched: dict) -> None:
+        """Admit the items of landed far reads while room is free at once. Never parks.
+
+        Each item admitted (and counted a far hit) leaves `fetched`: what is
+        left is a miss, an expired or non-temporal item, or one there was no
+        room for, for landed_many to serve.
+        """
+        nt = self.nt_threshold
+        for key in list(fetched):
+            found = fetched[key]
+            if found is None:
+                continue
+            if self.resident(key):  # admitted meanwhile by another request
+                del fetched[key]
+                continue
+            flags, exptime, cas, value = found
+            if self._expired(exptime) or (nt is not None and len(value) >= nt):
+                continue
+            if self._store(key, value, flags, exptime, cas, _FAR, False, True) >= 0:
+                self.stats["far_hits"] += 1
+                del fetched[key]
+
     def landed_many(self, scope: DerefScope, keys: list[Key], fetched: dict) -> list[Item | None]:
         """Items for `keys` once their far reads landed in `fetched`; never parks, never goes far.
 
@@ -1031,14 +1053,17 @@ class RemHashTable(Remoteable):
 
     # -- evacuation handler ---------------------------------------------------------
 
-    def _exptime_of(self, slot: int) -> int:
-        w = self.words[slot]
-        return struct.unpack_from("<I", self.heap.segments[segment_of(w)].buf, offset_of(w) + 4)[0]
+    def _exptime_of(self, slot: cython.Py_ssize_t) -> cython.uint:
+        w: cython.ulonglong = self._w(slot)
+        seg: Segment = self._seg(w)
+        if cython.compiled:
+            return cython.cast(cython.p_uint, seg.data + (w & _OFF_MASK))[1]
+        return _EXPTIME.unpack_from(seg.buf, (w & OFF_MASK) + 4)[0]
 
-    def evac_dead(self, slot: int) -> bool:
+    def evac_dead(self, slot: cython.Py_ssize_t) -> cython.bint:
         """Expired items are dead."""
-        exptime = self._exptime_of(slot)
-        return exptime != 0 and exptime <= self.clock()
+        exptime: cython.uint = self._exptime_of(slot)
+        return exptime != 0 and exptime <= self._now()
 
     def evac_reclaim(self, slot: int) -> None:
         """An expired item is gone (its far copy expires on the node)."""

@@ -17,6 +17,7 @@ cdef class Segment:
     cdef public bint busy
 
     cpdef Py_ssize_t size_at(self, Py_ssize_t offset)
+    cpdef Py_ssize_t slot_at(self, Py_ssize_t offset)
 
 
 cdef class Heap:

@@ -84,6 +84,12 @@ class Segment:
             return cython.cast(cython.p_uint, self.data + offset - _HSZ)[0]
         return _U32.unpack_from(self.buf, offset - HEADER_SIZE)[0]
 
+    def slot_at(self, offset: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """The slot recorded in the header of the object at `offset`."""
+        if cython.compiled:
+            return cython.cast(cython.p_uint, self.data + offset - _HSZ)[1]
+        return _U32.unpack_from(self.buf, offset - HEADER_SIZE + 4)[0]
+
 
 class Heap:
     """The bounded local heap: segments, bump allocation, pins, FIFO order."""

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Green threads on a uvloop event loop: the hub, Waiter, spawn, sleep.
 
 The loop runs in the main greenlet, the *hub*. Loop callbacks run in the hub;

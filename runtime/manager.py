@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The far-memory manager (AIFM's FarMemManager): one heap, one evacuator and
 an optional far client, shared by every data structure of a process.
 

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Bodies of the far protocol's frames: one encoder and one decoder per shape.
 
 Request bodies (after the 16-byte frame header, little-endian):

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Framing of the far protocol: length-prefixed frames with a 12-byte header.
 
 Every frame, request or reply, little-endian throughout:
