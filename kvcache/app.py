@@ -16,6 +16,7 @@ lifeline pipe, runtime.farprocess).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -122,6 +123,7 @@ class App:
                 )
             for ext in compiled.stale():
                 log.warning("extension %s is older than its source: rebuild it", ext)
+            _tune_gc()
             self.manager.start()
             self._await_far(loop)
             print(f"kvcache listening on {s.listen}:{self.port}", file=sys.stderr, flush=True)
@@ -189,6 +191,22 @@ class App:
         except RuntimeError:
             pass
         _hub.set_hub(None)
+
+
+GC_THRESHOLD = (50_000, 20, 20)  # container allocations between young collections, etc.
+
+
+def _tune_gc() -> None:
+    """Collect less often: requests allocate many short-lived containers and no cycles.
+
+    Everything built at startup (modules, tables, the hub) is frozen out of
+    the collector's view, and a young collection runs every 50,000 container
+    allocations instead of CPython's 700: at ~10 per far hit, the default
+    made the collector a few percent of the far path's CPU.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def _reason(exc: OSError) -> str:

@@ -265,7 +265,8 @@ class Dispatcher:
         changed before. False (nothing sent): gat/gats, stats detail on, or a
         far structure not constructed yet; the caller then parks in a
         greenlet as for any request. A far node that is down is not a reason:
-        the reads fail at once and on_landed gets the error.
+        the reads fail at once and on_landed gets the error. on_landed never
+        runs before start_far_get returns.
         """
         if req.exptime is not None or self.detail_on:
             return False
@@ -276,8 +277,8 @@ class Dispatcher:
             return False
         try:
             return table.fetch_many(far, lambda results, exc: on_landed(req, results, exc))
-        except FarMemoryError as exc:
-            on_landed(req, {}, exc)
+        except FarMemoryError as exc:  # reported from the hub's next turn, as promised
+            table.manager.hub.schedule(on_landed, req, {}, exc)
             return True
 
     def get_landed(self, req: Any, scope: DerefScope, out: list, fetched: dict, error: Any) -> None:

@@ -212,8 +212,12 @@ class Connection:
                     # could be what the evacuator needs to free)
                     self._finish(out, scope)
                 try:
-                    if handler is None:
-                        dispatcher.get(ev, scope, out)
+                    if handler is None:  # a get from the hub: resident, else far by callback
+                        if not dispatcher._get_resident(ev, out):
+                            if dispatcher.start_far_get(ev, self._far_landed):
+                                self._went_far(out, scope)
+                                return
+                            dispatcher.get(ev, scope, out)  # nothing far: never parks
                     else:
                         handler(ev, scope, out)
                 except WouldPark:
@@ -222,9 +226,7 @@ class Connection:
                     self._finish(out, scope)
                     self.owned = True
                     if cmd in _FAR_GETS and dispatcher.start_far_get(ev, self._far_landed):
-                        self.listener.far_gets += 1  # finished by _far_landed, in the hub
-                        if not self.closing:
-                            self._prefetch_ahead()  # the gets behind it go far at once too
+                        self._went_far(out, scope)
                         return
                     self.listener.takeovers += 1
                     self.listener.hub.run_in_pool(self._serve_parked, ev)
@@ -260,6 +262,14 @@ class Connection:
             self._reading()
         if not self.closing and self.parser.buffered:
             self.listener.hub.schedule(self._resume)  # bytes arrived while we worked
+
+    def _went_far(self, out: list, scope: DerefScope) -> None:
+        """A get's far reads are out: earlier replies go, the connection waits owned (hub)."""
+        self._finish(out, scope)
+        self.owned = True
+        self.listener.far_gets += 1  # finished by _far_landed, in the hub
+        if not self.closing:
+            self._prefetch_ahead()  # the gets behind it go far at once too
 
     def _far_landed(self, req: Any, fetched: dict, error: Any) -> None:
         """The far reads of a get started from the hub landed: reply, then go on (hub).

@@ -574,6 +574,8 @@ class RemHashTable(Remoteable):
         them locally). Reads already in flight are joined, not repeated.
         Never parks: False, and nothing sent, if the structure is not yet
         constructed on the node; FarUnavailable at once if the node is down.
+        on_done never runs before fetch_many returns (reads that fail at once
+        are reported from the hub's next turn).
         """
         far = self.manager.far
         if far is None or not far.available:
@@ -584,7 +586,8 @@ class RemHashTable(Remoteable):
         ds = st.ds
         unique = list(dict.fromkeys(keys))
         results: dict[Key, tuple | None] = {}
-        state = {"left": len(unique), "error": None}
+        state = {"left": len(unique), "error": None, "sending": True}
+        hub = self.manager.hub
 
         def landed(key: Key, result: Any, exc: BaseException | None) -> None:
             if exc is not None:
@@ -593,7 +596,10 @@ class RemHashTable(Remoteable):
                 results[key] = result
             state["left"] -= 1
             if state["left"] == 0:
-                on_done(results, state["error"])
+                if state["sending"]:  # failed at once, inside submit: not before we return
+                    hub.schedule(on_done, results, state["error"])
+                else:
+                    on_done(results, state["error"])
 
         for key in unique:
             fetch = self._fetches.get(key)
@@ -610,6 +616,7 @@ class RemHashTable(Remoteable):
                 encode_name(key),
                 lambda s, b, key=key, fetch=fetch: self._fetched(key, fetch, s, b),
             )
+        state["sending"] = False
         return True
 
     def admit_landed(self, fetched: dict) -> None:
