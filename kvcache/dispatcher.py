@@ -276,7 +276,7 @@ class Dispatcher:
         if not far:
             return False
         try:
-            return table.fetch_many(far, lambda results, exc: on_landed(req, results, exc))
+            return table.fetch_many(far, on_landed, req)
         except FarMemoryError as exc:  # reported from the hub's next turn, as promised
             table.manager.hub.schedule(on_landed, req, {}, exc)
             return True

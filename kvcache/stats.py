@@ -21,6 +21,7 @@ back empty are counted in `far_items_lost`.
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import time
@@ -243,6 +244,9 @@ def far(d: Dispatcher) -> list[tuple[str, Any]]:
     out.append(("filter_bytes", d.table.filter.nbytes))
     if d.supervision_source is not None:
         out += sorted(d.supervision_source().items())
+    for gen, st in enumerate(gc.get_stats()):  # the cyclic collector: tuned by kvcache.app
+        out.append((f"gc_gen{gen}_collections", st["collections"]))
+    out.append(("gc_tracked_objects", len(gc.get_objects())))
     node = d.far_stats.current() if d.far_stats else {}
     out += sorted(("node_" + k, v) for k, v in node.items() if not isinstance(v, dict))
     return out

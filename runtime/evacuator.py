@@ -122,6 +122,34 @@ class EvacHandler(Protocol):
         """The far node may hold this write-back's bytes though the object moved on."""
 
 
+class _Acks:
+    """The far node's answers to one batch of write-backs; resumes the evacuator."""
+
+    __slots__ = ("results", "left", "waiter")
+
+    def __init__(self, n: int, waiter: _hub.Waiter) -> None:
+        self.results: list = [None] * n  # status per write-back (None: failed, no answer)
+        self.left = n
+        self.waiter = waiter
+
+
+class _Ack:
+    """The callback of one write-back (an object, not a closure: no reference cycle)."""
+
+    __slots__ = ("batch", "i")
+
+    def __init__(self, batch: _Acks, i: int) -> None:
+        self.batch = batch
+        self.i = i
+
+    def __call__(self, status: Any, body: Any) -> None:
+        batch = self.batch
+        batch.results[self.i] = status
+        batch.left -= 1
+        if batch.left == 0:
+            batch.waiter.switch(None)
+
+
 class Evacuator:
     """The evacuating green thread of one Manager."""
 
@@ -343,20 +371,11 @@ class Evacuator:
     def _write_back(self, pending: list, bodies: list[bytes]) -> None:
         """Send the batch, park until every ack, then settle each object. May park."""
         far = self.manager.far
-        hub = self.manager.hub
-        results: list[Any] = [None] * len(pending)
-        left = [len(pending)]
-        waiter = _hub.Waiter(hub)
-
-        def done(i: int, status: Any, body: Any) -> None:
-            results[i] = status
-            left[0] -= 1
-            if left[0] == 0:
-                waiter.switch(None)
-
+        batch = _Acks(len(pending), _hub.Waiter(self.manager.hub))
         for i, (entry, body) in enumerate(zip(pending, bodies, strict=True)):
-            far.submit(entry[4], entry[5], body, lambda status, body, i=i: done(i, status, body))
-        waiter.get()
+            far.submit(entry[4], entry[5], body, _Ack(batch, i))
+        batch.waiter.get()
+        results = batch.results
         heap = self.heap
         for (owner, owner_id, slot, marked, _op, _ds), status, body in zip(
             pending, results, bodies, strict=True
