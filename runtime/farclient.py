@@ -80,31 +80,47 @@ class FarStructure:
         self.ds = 0  # id on the node; 0 until constructed
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol:
+    """The far connection's asyncio protocol (a C class when compiled)."""
+
     def __init__(self, client: FarClient):
         self.client = client
         self.reader = FrameReader(replies=True)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The connection is up."""
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        """Replies: delivered to their callbacks by request id (hub)."""
         reader = self.reader
         reader.feed(data)
-        deliver = self.client._deliver
+        client = self.client
         try:
             while True:
                 frame = reader.next()
                 if frame is None:
                     return
-                deliver(frame)
+                client._deliver(frame[0], frame[2], frame[4])  # req_id, status, body
         except FrameError as exc:
             log.error("far node sent a malformed frame: %s; reconnecting", exc)
             if self.transport is not None:
                 self.transport.close()
 
+    def eof_received(self) -> bool | None:
+        """The node closed its side: close ours."""
+        return None
+
+    def pause_writing(self) -> None:
+        """The node reads slowly: requests keep queueing in the transport (bounded by
+        the callers' own limits: outstanding reads are at most a request's keys)."""
+
+    def resume_writing(self) -> None:
+        """The node reads again."""
+
     def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone: fail what was outstanding, reconnect."""
         self.client._lost(self, exc)
 
 
@@ -322,12 +338,13 @@ class FarClient:
         if buf and proto is not None and proto.transport is not None:
             proto.transport.write(b"".join(buf))
 
-    def _deliver(self, frame: Any) -> None:
+    def _deliver(self, req_id: int, status: int, body: bytes) -> None:
+        """A reply: its request's callback gets (status, body) (hub)."""
         self._timeouts_in_row = 0  # it answers (even late): not stalled
-        entry = self._outstanding.pop(frame.req_id, None)
+        entry = self._outstanding.pop(req_id, None)
         if entry is None:
             return  # timed out already: a late reply
-        entry[0](frame.status, frame.body)
+        entry[0](status, body)
 
     def _schedule_timer(self) -> None:
         period = max(0.01, min(self.timeout / 4, 0.25))

@@ -117,9 +117,9 @@ class CountingFarClient(FarClient):
         self.bytes_sent += sum(map(len, self._wbuf))
         super()._flush()
 
-    def _deliver(self, frame: Any) -> None:
-        self.bytes_received += HEADER_SIZE + len(frame.body)
-        super()._deliver(frame)
+    def _deliver(self, req_id: int, status: int, body: bytes) -> None:
+        self.bytes_received += HEADER_SIZE + len(body)
+        super()._deliver(req_id, status, body)
 
 
 class WebTable(RemHashTable):

@@ -14,7 +14,7 @@ import os
 import random
 import time
 
-from farharness import with_runtime
+from farharness import HoldingClient, with_runtime
 
 from runtime import hub as H
 from runtime.cuckoo import CuckooFilter
@@ -353,30 +353,10 @@ def _node_has(mgr, table, key: bytes) -> bool:
     return status == Status.OK
 
 
-class _HeldAcks:
-    """Wraps a FarClient: WRITEs go out, but their acks are held until release()."""
-
-    def __init__(self, far):
-        self.held: list = []
-        self._submit = far.submit
-        far.submit = self.submit
-
-    def submit(self, op, ds, body, callback):
-        if op == 5 and self.held is not None:  # WRITE
-            self._submit(op, ds, body, lambda s, b: self.held.append((callback, s, b)))
-        else:
-            self._submit(op, ds, body, callback)
-
-    def release(self):
-        held, self.held = self.held, None
-        for cb, s, b in held:
-            cb(s, b)
-
-
 def test_an_overtaken_write_back_leaves_no_stale_copy_on_the_node(far_node):
     def main(mgr):
         table = RemHashTable(mgr)
-        held = _HeldAcks(mgr.far)
+        held = mgr.far  # a HoldingClient: write-back acks wait for release()
         keys = [b"k%d" % i for i in range(3000)]
 
         def fill():
@@ -409,7 +389,9 @@ def test_an_overtaken_write_back_leaves_no_stale_copy_on_the_node(far_node):
         return gone, _node_has(mgr, table, target)
 
     # evacuation starts at 60% free: the filler stops long before allocations must wait
-    gone, stale_on_node = with_runtime(far_node, 8 * MiB, main, start_free=0.6, stop_free=0.7)
+    gone, stale_on_node = with_runtime(
+        far_node, 8 * MiB, main, start_free=0.6, stop_free=0.7, client=HoldingClient
+    )
     assert gone
     assert not stale_on_node  # without the REMOVE a filter false positive could read it
 

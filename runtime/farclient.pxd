@@ -1,0 +1,48 @@
+# C types of runtime/farclient.py (Cython's pure-Python mode: the .py holds the code).
+
+cdef class _Protocol:
+    cdef public object client
+    cdef public object reader
+    cdef public object transport
+
+
+cdef class FarClient:
+    cdef public object host
+    cdef public object port
+    cdef public object secret
+    cdef public double timeout
+    cdef public object hub
+    cdef public bint available
+    cdef public object node_name
+    cdef public list structures
+    cdef public object _proto
+    cdef public dict _outstanding
+    cdef public Py_ssize_t _next_id
+    cdef public list _wbuf
+    cdef public bint _flush_pending
+    cdef public bint closed
+    cdef public bint closing
+    cdef public double _backoff
+    cdef public list _ready_waiters
+    cdef public object _connecting
+    cdef public object _kick
+    cdef public object _timer
+    cdef public object _probe
+    cdef public bint stalled
+    cdef public Py_ssize_t _timeouts_in_row
+    cdef public object _down_since
+    cdef public double _warned_at
+    cdef public Py_ssize_t _attempts
+    cdef public bint connected_once
+    cdef public Py_ssize_t requests
+    cdef public Py_ssize_t timeouts
+    cdef public Py_ssize_t failures
+    cdef public Py_ssize_t reconnects
+    cdef public Py_ssize_t resets
+    cdef public Py_ssize_t stalls
+    cdef public double downtime
+
+    cpdef submit(self, object op, object ds, object body, object callback)
+    cpdef _send(self, object op, object ds, object body, object callback)
+    cpdef _flush(self)
+    cpdef _deliver(self, object req_id, object status, object body)
