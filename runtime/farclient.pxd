@@ -1,9 +1,7 @@
 # C types of runtime/farclient.py (Cython's pure-Python mode: the .py holds the code).
 
-cdef class _Protocol:
-    cdef public object client
-    cdef public object reader
-    cdef public object transport
+cdef class FarReply:
+    cpdef done(self, object status, object body)
 
 
 cdef class FarClient:
@@ -46,3 +44,9 @@ cdef class FarClient:
     cpdef _send(self, object op, object ds, object body, object callback)
     cpdef _flush(self)
     cpdef _deliver(self, object req_id, object status, object body)
+
+
+cdef class _Protocol:
+    cdef public FarClient client
+    cdef public object reader
+    cdef public object transport

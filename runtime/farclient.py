@@ -37,6 +37,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+
+import cython
 from collections.abc import Callable
 from typing import Any
 
@@ -57,7 +59,7 @@ from protocol.far import (
 from runtime import hub as _hub
 from runtime.errors import FarMemoryError, FarTimeout, FarUnavailable
 
-__all__ = ["FarClient", "FarStructure"]
+__all__ = ["FarClient", "FarReply", "FarStructure"]
 
 log = logging.getLogger("runtime.farclient")
 
@@ -66,6 +68,22 @@ PROBE_PERIOD = 0.25  # seconds between PINGs to a stalled node (at most the time
 WARN_PERIOD = 30.0  # seconds between "still unreachable" warnings
 
 Callback = Callable[[Any, Any], None]  # (status | None, body | exception)
+
+
+class FarReply:
+    """A reply callback as an object: `done(status, body)`, as a Callback is called.
+
+    The hot callers (a far read's _Fetch, a write-back's _Ack) subclass it:
+    compiled, the client reaches `done` by a C call, not through Python's
+    call protocol. Any other callable works as a Callback too.
+    """
+
+    def done(self, status: Any, body: Any) -> None:
+        """The reply: (status, body), or (None, the exception)."""
+        raise NotImplementedError
+
+    def __call__(self, status: Any, body: Any) -> None:
+        self.done(status, body)
 
 
 class FarStructure:
@@ -92,6 +110,7 @@ class _Protocol:
         """The connection is up."""
         self.transport = transport  # type: ignore[assignment]
 
+    @cython.locals(client=FarClient)
     def data_received(self, data: bytes) -> None:
         """Replies: delivered to their callbacks by request id (hub)."""
         reader = self.reader
@@ -338,13 +357,19 @@ class FarClient:
         if buf and proto is not None and proto.transport is not None:
             proto.transport.write(b"".join(buf))
 
+    @cython.locals(reply=FarReply)
     def _deliver(self, req_id: int, status: int, body: bytes) -> None:
         """A reply: its request's callback gets (status, body) (hub)."""
         self._timeouts_in_row = 0  # it answers (even late): not stalled
         entry = self._outstanding.pop(req_id, None)
         if entry is None:
             return  # timed out already: a late reply
-        entry[0](status, body)
+        cb = entry[0]
+        if isinstance(cb, FarReply):
+            reply: FarReply = cb
+            reply.done(status, body)
+        else:
+            cb(status, body)
 
     def _schedule_timer(self) -> None:
         period = max(0.01, min(self.timeout / 4, 0.25))

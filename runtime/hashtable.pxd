@@ -1,5 +1,6 @@
 # C types of runtime/hashtable.py (Cython's pure-Python mode: the .py holds the code).
 
+from runtime.farclient cimport FarClient, FarReply
 from runtime.heap cimport Heap, Segment
 from runtime.pointer cimport local_word, offset_of, segment_of
 from runtime.slotindex cimport SlotIndex, home_of
@@ -7,6 +8,9 @@ from runtime.structures cimport Remoteable
 
 
 cpdef unsigned long long tag_of(long long h)
+
+cdef extern from "Python.h":
+    Py_hash_t _Py_HashBytes(const void* src, Py_ssize_t n)
 
 
 cdef class Item:
@@ -37,6 +41,8 @@ cdef class RemHashTable(Remoteable):
     cdef public bint _clear_pending
 
     cdef Segment _seg(self, unsigned long long w)
+    cpdef _fetched(self, object key, _Fetch fetch, object status, object body)
+    cdef long long _hash_slot(self, Py_ssize_t slot) except? -1
     cpdef Py_ssize_t _new_slot(self) except -1
     cpdef void _free_slot(self, Py_ssize_t slot)
     cpdef void _drop_slot(self, Py_ssize_t slot)
@@ -73,3 +79,34 @@ cdef class RemHashTable(Remoteable):
     cpdef void _remove_local(self, Py_ssize_t slot)
     cpdef unsigned int _exptime_of(self, Py_ssize_t slot)
     cpdef bint evac_dead(self, Py_ssize_t slot) except -1
+
+
+cdef class _Index(SlotIndex):
+    cdef RemHashTable table
+
+    cdef long long hash_of(self, Py_ssize_t slot) except? -1
+
+
+cdef class _Fetch(FarReply):
+    cdef public RemHashTable table
+    cdef public object key
+    cdef public list waiters
+    cdef public bint stale
+
+
+cdef class _Landing:
+    cpdef landed(self, object key, object result, object exc)
+
+
+cdef class _Batch(_Landing):
+    cdef public dict results
+    cdef public Py_ssize_t left
+    cdef public object error
+    cdef public object on_done
+    cdef public object arg
+    cdef public bint sending
+    cdef public object hub
+
+
+cdef class _Prefetched(_Landing):
+    cdef public RemHashTable table

@@ -77,6 +77,7 @@ from protocol.far import (
 from runtime import hub as _hub
 from runtime.cuckoo import CuckooFilter
 from runtime.errors import FarMemoryError, FarUnavailable
+from runtime.farclient import FarClient, FarReply
 from runtime.heap import Heap, Segment
 from runtime.pointer import (
     DIRTY,
@@ -110,6 +111,10 @@ __all__ = ["FETCHED", "ITEM_HEADER", "STALE", "TOKEN_SENT", "Item", "RemHashTabl
 
 ITEM_HEADER = struct.Struct("<IIQIBB")  # flags, exptime, cas, atime, key length, state
 _HDR = cython.declare(cython.Py_ssize_t, 22)  # ITEM_HEADER.size
+# the far codes the read path compares with, as C ints (an enum member is a lookup)
+_OP_READ = cython.declare(cython.int, int(Op.READ))
+_ST_OK = cython.declare(cython.int, int(Status.OK))
+_ST_NOT_FOUND = cython.declare(cython.int, int(Status.NOT_FOUND))
 _EXPTIME = struct.Struct("<I")  # at offset 4
 _CAS = struct.Struct("<Q")  # at offset 8
 _ATIME = struct.Struct("<I")  # at offset 16
@@ -176,15 +181,14 @@ class Item:
         return f"Item({self.key!r}, flags={self.flags}, exptime={self.exptime}, cas={self.cas})"
 
 
-class _Fetch:
+class _Fetch(FarReply):
     """One far read of a key, shared by every request asking for it; its reply callback.
 
     Callbacks here are objects, not closures: a closure kept in the scope it
     closes over is a reference cycle, garbage only the cyclic GC can free,
     and a far read per request made the GC a tenth of the far path's CPU.
+    Compiled, the far client calls `done` in C (a FarReply).
     """
-
-    __slots__ = ("table", "key", "waiters", "stale")
 
     def __init__(self, table: RemHashTable, key: Key) -> None:
         self.table = table
@@ -192,15 +196,21 @@ class _Fetch:
         self.waiters: list[Any] = []  # objects with landed(key, result, error)
         self.stale = False  # the key was changed meanwhile: drop the result
 
-    def __call__(self, status: Any, body: Any) -> None:
+    def done(self, status: Any, body: Any) -> None:
         """The far node's reply (the FarClient's callback, hub)."""
         self.table._fetched(self.key, self, status, body)
 
 
-class _Batch:
-    """The far reads of one fetch_many: on_done(arg, results, error) once all landed."""
+class _Landing:
+    """What waits on a _Fetch: `landed(key, result, error)` (a C call when compiled)."""
 
-    __slots__ = ("results", "left", "error", "on_done", "arg", "sending", "hub")
+    def landed(self, key: Any, result: Any, exc: Any) -> None:
+        """One read's outcome (hub)."""
+        raise NotImplementedError
+
+
+class _Batch(_Landing):
+    """The far reads of one fetch_many: on_done(arg, results, error) once all landed."""
 
     def __init__(self, left: int, on_done: Callable, arg: Any, hub: Any) -> None:
         self.results: dict = {}  # key -> item tuple or None (changed keys left out)
@@ -211,7 +221,7 @@ class _Batch:
         self.sending = True  # still inside fetch_many: report from the hub's next turn
         self.hub = hub
 
-    def landed(self, key: Key, result: Any, exc: BaseException | None) -> None:
+    def landed(self, key: Any, result: Any, exc: Any) -> None:
         """One read's outcome (hub)."""
         if exc is not None:
             if self.error is None:
@@ -226,17 +236,28 @@ class _Batch:
                 self.on_done(self.arg, self.results, self.error)
 
 
-class _Prefetched:
+class _Prefetched(_Landing):
     """The waiter of a prefetch: admit what lands (RemHashTable._prefetched)."""
-
-    __slots__ = ("table",)
 
     def __init__(self, table: RemHashTable) -> None:
         self.table = table
 
-    def landed(self, key: Key, result: Any, exc: BaseException | None) -> None:
+    def landed(self, key: Any, result: Any, exc: Any) -> None:
         """A prefetched item landed (hub)."""
         self.table._prefetched(key, result, exc)
+
+
+class _Index(SlotIndex):
+    """A table's index: the home of a slot's key is hashed in the heap (no call through
+    Python, no bytes object), so a removal's backward shift and a resize cost little."""
+
+    def __init__(self, table: RemHashTable):
+        super().__init__(table._key_at, table._hash_at)
+        self.table = table
+
+    def hash_of(self, slot: cython.Py_ssize_t) -> cython.longlong:
+        """hash() of the key in `slot`."""
+        return self.table._hash_slot(slot)
 
 
 class RemHashTable(Remoteable):
@@ -253,7 +274,7 @@ class RemHashTable(Remoteable):
         nt_threshold: int | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        self.index = SlotIndex(self._key_at, self._hash_at)  # resident key -> slot
+        self.index = _Index(self)  # resident key -> slot
         self._free_head = 0  # first free slot + 1 (0: none); the rest chain through words
         self.free_count = 0  # slots on that chain
         self.resident_far = 0  # resident items with FAR set (also counted in the filter)
@@ -300,6 +321,16 @@ class RemHashTable(Remoteable):
 
     def _hash_at(self, slot: int) -> int:
         """hash() of the resident item's key in `slot` (its home in the index)."""
+        return hash(self._key_at(slot))
+
+    def _hash_slot(self, slot: cython.Py_ssize_t) -> cython.longlong:
+        """_hash_at without a bytes object when compiled: the key hashed where it lies
+        (CPython's bytes hash, so the same home as hash(key))."""
+        if cython.compiled:
+            w: cython.ulonglong = self.words.data.as_ulonglongs[slot]
+            seg: Segment = self.heap.table[(w >> _SEG_SHIFT) & _SEG_MAX]
+            p = seg.data + (w & _OFF_MASK)
+            return _Py_HashBytes(p + _HDR, p[_NKEY_AT])  # noqa: F821 (hashtable.pxd)
         return hash(self._key_at(slot))
 
     def far_name(self, slot: int) -> bytes:
@@ -630,7 +661,7 @@ class RemHashTable(Remoteable):
         on_done never runs before fetch_many returns (reads that fail at once
         are reported from the hub's next turn).
         """
-        far = self.manager.far
+        far: FarClient = self.manager.far
         if far is None or not far.available:
             raise FarUnavailable("far node unavailable")
         st = self.far_ds
@@ -649,7 +680,7 @@ class RemHashTable(Remoteable):
             fetch = fetches[key] = _Fetch(self, key)
             fetch.waiters.append((batch, key))
             counters["far_reads"] += 1
-            far.submit(Op.READ, ds, encode_name(key), fetch)
+            far.submit(_OP_READ, ds, encode_name(key), fetch)
         batch.sending = False
         return True
 
@@ -692,7 +723,7 @@ class RemHashTable(Remoteable):
             out.append(item)
         return out
 
-    def _fetched(self, key: Key, fetch: _Fetch, status: Any, body: Any) -> None:
+    def _fetched(self, key: Key, fetch: _Fetch, status: object, body: object) -> None:
         if self._fetches.get(key) is fetch:  # an offload may have detached it
             del self._fetches[key]
         result: Any = None
@@ -701,16 +732,17 @@ class RemHashTable(Remoteable):
             result = _STALE
         elif status is None:
             exc = body
-        elif status == Status.OK:
+        elif status == _ST_OK:
             result = decode_item(body)
             self.manager.counters["far_read_bytes"] += len(result[3])
-        elif status == Status.NOT_FOUND:
+        elif status == _ST_NOT_FOUND:
             # evicted or expired there (its `gone` notice will clear the entry),
             # or a false positive of the filter: discarding here could take
             # another key's entry, so this read just misses
             self.stats["far_misses"] += 1
         else:
             exc = FarMemoryError(f"far read failed: {Status(status).name}")
+        waiter: _Landing
         for waiter, wkey in fetch.waiters:
             waiter.landed(wkey, result, exc)
 

@@ -9,6 +9,7 @@ cdef class SlotIndex:
     cdef public object key_at
     cdef public object hash_at
     cdef public array.array entries
+    cdef unsigned int[::1] view
     cdef public Py_ssize_t mask
     cdef public Py_ssize_t count
 
@@ -16,3 +17,4 @@ cdef class SlotIndex:
     cdef void _place(self, Py_ssize_t i, Py_ssize_t slot)
     cpdef bint remove_slot(self, Py_ssize_t slot, long long h) except -1
     cdef void _resize(self, Py_ssize_t size)
+    cdef long long hash_of(self, Py_ssize_t slot) except? -1

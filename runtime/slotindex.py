@@ -16,7 +16,9 @@ the hash kept in the slot's metadata word (runtime.pointer's tag), so it
 reads an item's key only on a likely match. Deletion shifts later entries
 back (no tombstones), so probes stay short under churn. The table doubles
 past a load of 3/4 (so 3/8-3/4 while growing: 5.3-10.7 B per key) and
-halves below 1/8.
+halves below 1/16: a small heap's resident count swings by a whole segment's
+items as the evacuator frees segments (with -m 4, between 3k and 16k), and a
+shrink at 1/8 then met a grow at 3/4 every few thousand requests.
 
 Compiled (kvcache/compiled.py): entries are read through a C pointer into
 the array; RemHashTable probes them inline (hashtable.py `_find`).
@@ -54,6 +56,7 @@ class SlotIndex:
         self.key_at = key_at  # slot -> the key of the item in that slot
         self.hash_at = hash_at  # slot -> hash() of that key
         self.entries = array("I", bytes(4 * _MIN))
+        self.view = self.entries  # compiled: a C view of entries, made once per array
         self.mask = _MIN - 1
         self.count = 0
 
@@ -84,7 +87,7 @@ class SlotIndex:
         self.count += 1
 
     def _place(self, i: cython.Py_ssize_t, slot: cython.Py_ssize_t) -> cython.void:
-        entries: cython.uint[::1] = self.entries
+        entries: cython.uint[::1] = self.view
         mask: cython.Py_ssize_t = self.mask
         while entries[i]:
             i = (i + 1) & mask
@@ -92,7 +95,7 @@ class SlotIndex:
 
     def remove_slot(self, slot: cython.Py_ssize_t, h: cython.longlong) -> cython.bint:
         """Unindex `slot`, whose key hashes to `h`; False if it was not indexed."""
-        entries: cython.uint[::1] = self.entries
+        entries: cython.uint[::1] = self.view
         mask: cython.Py_ssize_t = self.mask
         want: cython.uint = slot + 1
         e: cython.uint
@@ -113,14 +116,14 @@ class SlotIndex:
             e = entries[j]
             if not e:
                 break
-            home = home_of(self.hash_at(e - 1), mask)
+            home = home_of(self.hash_of(e - 1), mask)
             if (j - home) & mask >= (j - i) & mask:  # home at or before the hole
                 entries[i] = e
                 i = j
         entries[i] = 0
         self.count -= 1
         size: cython.Py_ssize_t = len(self.entries)
-        if size > _MIN and self.count * 8 < size:
+        if size > _MIN and self.count * 16 < size:
             entries = None
             self._resize(size // 2)
         return True
@@ -128,11 +131,16 @@ class SlotIndex:
     def _resize(self, size: cython.Py_ssize_t) -> cython.void:
         old = self.entries
         self.entries = array("I", bytes(4 * size))
+        self.view = self.entries
         self.mask = size - 1
-        hash_at = self.hash_at
         for e in old:
             if e:
-                self._place(home_of(hash_at(e - 1), self.mask), e - 1)
+                self._place(home_of(self.hash_of(e - 1), self.mask), e - 1)
+
+    def hash_of(self, slot: cython.Py_ssize_t) -> cython.longlong:
+        """hash() of the key in `slot`: `hash_at(slot)`; an owner's subclass may compute
+        it without a call through Python (RemHashTable's index hashes the item in place)."""
+        return self.hash_at(slot)
 
     def slots(self) -> list[int]:
         """Every indexed slot (a snapshot)."""
@@ -146,6 +154,7 @@ class SlotIndex:
     def clear(self) -> None:
         """Unindex everything."""
         self.entries = array("I", bytes(4 * _MIN))
+        self.view = self.entries  # compiled: a C view of entries, made once per array
         self.mask = _MIN - 1
         self.count = 0
 
