@@ -37,10 +37,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
-import cython
 from collections.abc import Callable
 from typing import Any
+
+import cython
 
 from protocol.far import (
     VERSION,
@@ -110,12 +110,11 @@ class _Protocol:
         """The connection is up."""
         self.transport = transport  # type: ignore[assignment]
 
-    @cython.locals(client=FarClient)
     def data_received(self, data: bytes) -> None:
         """Replies: delivered to their callbacks by request id (hub)."""
         reader = self.reader
         reader.feed(data)
-        client = self.client
+        client = cython.declare(FarClient, self.client)  # _deliver: a C call
         try:
             while True:
                 frame = reader.next()
