@@ -1,5 +1,8 @@
 # C types of runtime/farclient.py (Cython's pure-Python mode: the .py holds the code).
 
+from protocol.far.frames cimport FrameReader
+
+
 cdef class FarReply:
     cpdef done(self, object status, object body)
 
@@ -48,5 +51,5 @@ cdef class FarClient:
 
 cdef class _Protocol:
     cdef public FarClient client
-    cdef public object reader
+    cdef public FrameReader reader
     cdef public object transport

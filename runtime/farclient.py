@@ -45,7 +45,6 @@ import cython
 from protocol.far import (
     VERSION,
     FrameError,
-    FrameReader,
     Op,
     Status,
     decode_construct_reply,
@@ -56,6 +55,7 @@ from protocol.far import (
     encode_frame,
     encode_hello,
 )
+from protocol.far.frames import FrameReader
 from runtime import hub as _hub
 from runtime.errors import FarMemoryError, FarTimeout, FarUnavailable
 
@@ -112,15 +112,12 @@ class _Protocol:
 
     def data_received(self, data: bytes) -> None:
         """Replies: delivered to their callbacks by request id (hub)."""
-        reader = self.reader
+        reader = cython.declare(FrameReader, self.reader)  # C calls, no Frame objects
         reader.feed(data)
-        client = cython.declare(FarClient, self.client)  # _deliver: a C call
+        client = cython.declare(FarClient, self.client)
         try:
-            while True:
-                frame = reader.next()
-                if frame is None:
-                    return
-                client._deliver(frame[0], frame[2], frame[4])  # req_id, status, body
+            while reader._advance():
+                client._deliver(reader.req_id, reader.status, reader.body)
         except FrameError as exc:
             log.error("far node sent a malformed frame: %s; reconnecting", exc)
             if self.transport is not None:
