@@ -272,7 +272,8 @@ class Dispatcher:
             return False
         table: RemHashTable = self.table
         now = self._now()
-        far = [k for k in req.keys if table.find_live(k, now) < 0 and table.may_be_far(k)]
+        may_be_far = table.filter
+        far = [k for k in req.keys if table.find_live(k, now) < 0 and k in may_be_far]
         if not far:
             return False
         try:

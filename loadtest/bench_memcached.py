@@ -372,11 +372,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _settle(port: int, requests: list[bytes], args: argparse.Namespace) -> None:
-    """Warm up until the preload's dirty items are written back: up to 30 one-second runs,
-    until one writes back under 1% as many items as it gets (a far hit's own cost has no
-    write-back in it: an item read from far memory is clean, and dropped when evicted)."""
+def _settle(port: int, n_keys: int, args: argparse.Namespace) -> None:
+    """Warm up until the preload's dirty items are written back: up to 30 one-second runs
+    of uniform gets, each over keys of its own (a run replays its list from the start: a
+    list used twice would find its keys resident), until one writes back under 1% as many
+    items as it gets. A far hit's own cost has no write-back in it: an item read from far
+    memory is clean, and dropped when evicted."""
+    rnd = random.Random(7)
     for _ in range(30):
+        requests = loadgen.get_requests([rnd.randrange(n_keys) for _ in range(100_000)])
         before = _stats(port)
         loadgen.run(port, requests, args.conns, 1.0, args.depth, END)
         after = _stats(port)
@@ -402,7 +406,7 @@ def farhit(args: argparse.Namespace) -> None:
             loadgen.preload(s.port, n_keys, VALUE)
         rows = {}
         for s in (small, big):
-            _settle(s.port, requests, args)
+            _settle(s.port, n_keys, args)
             before = _stats(s.port)
             cpu0 = _cpu_seconds(s.proc.pid)
             r = loadgen.run(s.port, requests, args.conns, args.seconds, args.depth, END)

@@ -692,15 +692,16 @@ class RemHashTable(Remoteable):
         room for, for landed_many to serve.
         """
         nt = self.nt_threshold
+        now: cython.uint = self._now()
         for key in list(fetched):
             found = fetched[key]
             if found is None:
                 continue
-            if self.resident(key):  # admitted meanwhile by another request
+            if self._find(key, hash(key)) >= 0:  # admitted meanwhile by another request
                 del fetched[key]
                 continue
             flags, exptime, cas, value = found
-            if self._expired(exptime) or (nt is not None and len(value) >= nt):
+            if (exptime != 0 and exptime <= now) or (nt is not None and len(value) >= nt):
                 continue
             if self._store(key, value, flags, exptime, cas, _FAR, False, True) >= 0:
                 self.stats["far_hits"] += 1

@@ -40,8 +40,14 @@ import json
 import struct
 from typing import Any
 
+import cython
+
 from protocol.far.codes import MAX_NAME, DsType
 from protocol.far.frames import FrameError
+
+if cython.compiled:
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
+    from cython.cimports.libc.string import memcpy
 
 __all__ = [
     "INDEX",
@@ -116,7 +122,22 @@ def decode_index(name: bytes) -> int:
 def encode_name(name: bytes) -> bytes:
     """READ and REMOVE bodies: `<H nlen> name`."""
     _check_name(name)
+    if cython.compiled and type(name) is bytes:
+        return _name_body(name)
     return _H.pack(len(name)) + name
+
+
+@cython.cfunc
+@cython.locals(name=bytes, n=cython.Py_ssize_t, p=cython.p_uchar)
+def _name_body(name) -> object:
+    """encode_name in one allocation (compiled only)."""
+    n = len(name)
+    out = PyBytes_FromStringAndSize(cython.NULL, 2 + n)
+    p = cython.cast(cython.p_uchar, PyBytes_AS_STRING(out))
+    p[0] = n & 0xFF
+    p[1] = (n >> 8) & 0xFF
+    memcpy(p + 2, PyBytes_AS_STRING(name), n)
+    return out
 
 
 def decode_name(body: bytes) -> bytes:
@@ -148,8 +169,29 @@ def decode_item(body: bytes) -> tuple[int, int, int, bytes]:
     """(flags, exptime, cas, value) of a READ reply body."""
     if len(body) < ITEM.size:
         raise FrameError(f"item body of {len(body)} bytes is shorter than its header")
+    if cython.compiled and type(body) is bytes:
+        return _item(body)
     flags, exptime, cas = ITEM.unpack_from(body)
     return flags, exptime, cas, body[ITEM.size :]
+
+
+@cython.cfunc
+@cython.locals(
+    body=bytes,
+    p=cython.p_uchar,
+    flags=cython.uint,
+    exptime=cython.uint,
+    lo=cython.ulonglong,
+    hi=cython.ulonglong,
+)
+def _item(body) -> tuple:
+    """decode_item's fields read in place (compiled only; the body holds a header)."""
+    p = cython.cast(cython.p_uchar, PyBytes_AS_STRING(body))
+    flags = p[0] | (p[1] << 8) | (p[2] << 16) | (cython.cast(cython.uint, p[3]) << 24)
+    exptime = p[4] | (p[5] << 8) | (p[6] << 16) | (cython.cast(cython.uint, p[7]) << 24)
+    lo = p[8] | (p[9] << 8) | (p[10] << 16) | (cython.cast(cython.ulonglong, p[11]) << 24)
+    hi = p[12] | (p[13] << 8) | (p[14] << 16) | (cython.cast(cython.ulonglong, p[15]) << 24)
+    return flags, exptime, lo | (hi << 32), body[16:]
 
 
 def encode_write(

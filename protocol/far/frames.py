@@ -65,7 +65,8 @@ _STATUSES = frozenset(int(st) for st in Status)
 _new_frame = tuple.__new__  # skips NamedTuple's __new__: ~0.15 us less per frame
 
 if cython.compiled:
-    from cython.cimports.cpython.bytes import PyBytes_AS_STRING
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
+    from cython.cimports.libc.string import memcpy
 
 
 @cython.cfunc
@@ -103,7 +104,56 @@ def encode_header(req_id: int, op: int, ds: int, body_len: int, status: int = 0)
 
 def encode_frame(req_id: int, op: int, ds: int, body: bytes = b"", status: int = 0) -> bytes:
     """One whole frame; out-of-range fields raise struct.error (a caller bug)."""
+    if cython.compiled and type(body) is bytes:
+        try:
+            frame = _frame(req_id, op, ds, body, status)
+        except OverflowError:
+            frame = None
+        if frame is not None:
+            return frame
     return HEADER.pack(_LENGTH_MIN + len(body), req_id, op, status, 0, ds) + body
+
+
+@cython.cfunc
+@cython.locals(
+    req_id=cython.longlong,
+    op=cython.longlong,
+    ds=cython.longlong,
+    body=bytes,
+    status=cython.longlong,
+    n=cython.Py_ssize_t,
+    p=cython.p_uchar,
+)
+def _frame(req_id, op, ds, body, status) -> object:
+    """encode_frame in one allocation (compiled only); None if a field is out of range."""
+    if not (0 <= req_id <= 0xFFFFFFFF and 0 <= op <= 0xFF and 0 <= status <= 0xFF):
+        return None
+    if not 0 <= ds <= 0xFFFFFFFF:
+        return None
+    n = len(body)
+    out = PyBytes_FromStringAndSize(cython.NULL, 16 + n)  # HEADER_SIZE
+    p = cython.cast(cython.p_uchar, PyBytes_AS_STRING(out))
+    _put_u32(p, 12 + n)  # _LENGTH_MIN + n
+    _put_u32(p + 4, req_id)
+    p[8] = op
+    p[9] = status
+    p[10] = 0
+    p[11] = 0
+    _put_u32(p + 12, ds)
+    memcpy(p + 16, PyBytes_AS_STRING(body), n)
+    return out
+
+
+@cython.cfunc
+@cython.inline
+@cython.locals(p=cython.p_uchar, v=cython.ulonglong)
+@cython.returns(cython.void)
+def _put_u32(p, v):
+    """Store v's low 32 bits little-endian at p (compiled only)."""
+    p[0] = v & 0xFF
+    p[1] = (v >> 8) & 0xFF
+    p[2] = (v >> 16) & 0xFF
+    p[3] = (v >> 24) & 0xFF
 
 
 class FrameReader:
