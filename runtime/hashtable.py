@@ -358,7 +358,7 @@ class RemHashTable(Remoteable):
         """Unindex a slot and free it (its item's bytes are still readable here)."""
         if self._w(slot) & _FAR:
             self.resident_far -= 1
-        self.index.remove_slot(slot, self._hash_at(slot))
+        self.index.remove_slot(slot, self._hash_slot(slot))
         self._free_slot(slot)
 
     def index_bytes(self) -> int:
