@@ -12,7 +12,7 @@ import as pure Python. Each run pickles
 and the test compares the records element by element. A stream is a function
 of its seed only: every operation and its arguments come from
 random.Random(seed), never from a result, so both runs perform the same
-operations; a result is plain Python data (bytes longer than 256 are kept as
+operations; a result is plain Python data (bytes longer than 2048 are kept as
 their length and SHA-1). `coverage` holds counters that show a stream did
 what it is for (items went far and came back); they are not compared.
 
@@ -86,7 +86,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 STREAMS = ("parser", "dispatch", "table", "heap", "cuckoo", "farproto", "runtime")
 SEEDS = (1, 2, 3)
-BIG = 256  # bytes: longer results are recorded as (length, sha1)
+BIG = 2048  # bytes: longer results are recorded as (length, sha1)
 T0 = 1_700_000_000  # the virtual clock's start (unix seconds)
 
 

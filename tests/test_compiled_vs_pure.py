@@ -165,6 +165,20 @@ def _clip(value: object, most: int = 600) -> str:
     return text if len(text) <= most else text[:most] + f"... ({len(text)} chars)"
 
 
+def _where_bytes_differ(a: object, b: object) -> str:
+    """For two byte strings: where they part and the bytes around it."""
+    if not (isinstance(a, bytes) and isinstance(b, bytes)):
+        return ""
+    at = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    lo = max(0, at - 120)
+    return (
+        f"\n  bytes part at offset {at}:"
+        f"\n  compiled: ...{a[lo : at + 120]!r}\n  pure:     ...{b[lo : at + 120]!r}"
+    )
+
+
 @pytest.mark.parametrize("stream", STREAMS)
 def test_stream_gives_the_same_results(runs, stream):
     """Every recorded result of every seed of `stream`: the same compiled and pure."""
@@ -178,12 +192,16 @@ def test_stream_gives_the_same_results(runs, stream):
             continue
         path, x, y = found
         where = path[0] if path and isinstance(path[0], int) else None
-        op = a[where][0] if where is not None and where < len(a) else None
-        pytest.fail(
-            f"stream {stream}, seed {key[1]}: first difference at operation {where}"
-            f" of {len(a)} ({len(b)} pure), {op!r}, in {path[1:]}:\n"
-            f"  compiled: {_clip(x)}\n  pure:     {_clip(y)}"
-        )
+        message = f"stream {stream}, seed {key[1]}: first difference"
+        if where is not None and where < min(len(a), len(b)):
+            message += f" at operation {where} of {len(a)}, {a[where][0]!r}, in {path[1:]}"
+        else:
+            message += f" in {path}"
+        message += f":\n  compiled: {_clip(x)}\n  pure:     {_clip(y)}{_where_bytes_differ(x, y)}"
+        if where is not None and where < min(len(a), len(b)) and len(path) > 2:
+            message += "\nthe whole result of that operation:"
+            message += f"\n  compiled: {_clip(a[where][1])}\n  pure:     {_clip(b[where][1])}"
+        pytest.fail(message)
 
 
 def test_far_memory_was_exercised(runs):
