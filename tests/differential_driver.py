@@ -84,7 +84,7 @@ import time
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-STREAMS = ("parser", "dispatch", "table", "heap", "cuckoo", "farproto", "runtime")
+STREAMS = ("parser", "dispatch", "dispatch_far", "table", "heap", "cuckoo", "farproto", "runtime")
 SEEDS = (1, 2, 3)
 BIG = 2048  # bytes: longer results are recorded as (length, sha1)
 T0 = 1_700_000_000  # the virtual clock's start (unix seconds)
@@ -129,6 +129,8 @@ def canon_event(ev: object) -> tuple:
     """A parser event: its class and every field, in order."""
     from protocol.memcache import requests
 
+    if ev is requests.NEED_DATA:
+        return ("NEED_DATA",)
     fields = requests._all_slots(type(ev))
     out = [type(ev).__name__]
     out += [(name, canon(getattr(ev, name))) for name in fields]
@@ -184,18 +186,61 @@ NUMBERS = [
 ]
 
 
-class Commands:
-    """Random memcached commands, valid and malformed, every verb, as wire bytes."""
+ADMIN = (
+    b"slabs reassign 1 2\r\n",
+    b"slabs reassign 1 1\r\n",
+    b"slabs reassign -1 5\r\n",
+    b"slabs reassign x 1\r\n",
+    b"slabs automove 1\r\n",
+    b"slabs automove 3\r\n",
+    b"slabs automove ratio 0.5\r\n",
+    b"lru_crawler crawl all\r\n",
+    b"lru_crawler crawl 1,2\r\n",
+    b"lru_crawler crawl 99\r\n",
+    b"lru_crawler metadump all\r\n",
+    b"lru_crawler metadump 1\r\n",
+    b"lru_crawler metadump hash\r\n",
+    b"lru_crawler enable\r\n",
+    b"lru_crawler disable\r\n",
+    b"lru_crawler tocrawl 5\r\n",
+    b"lru_crawler sleep 10\r\n",
+    b"lru tune 10 10 0.1 2\r\n",
+    b"lru mode flat\r\n",
+    b"lru mode bogus\r\n",
+    b"lru temp_ttl 10 noreply\r\n",
+    b"watch\r\n",
+    b"watch fetchers noreply\r\n",
+    b"extstore item_size 10\r\n",
+    b"extstore max_frag 0.5\r\n",
+    b"extstore bogus 1\r\n",
+    b"refresh_certs\r\n",
+)
 
-    def __init__(self, rng: random.Random, item_size_max: int):
+
+class Commands:
+    """Random memcached commands, valid and malformed, every verb, as wire bytes.
+
+    With `far`, only commands whose replies cannot depend on where items are
+    (resident or far): no stats, me, metadump or cachedump; no mg h/l (the
+    fetched bit and access time stay local), no stale or win marks (I, N and
+    R but ma's N), no base64 keys (the mark stays local), no cas compared
+    but 0 or values no item has (cas uniques are masked in replies, being
+    taken in a different order when an item is far: an offloaded append
+    takes one before it learns the item is gone), and exptimes that do not
+    pass while the clock stands still.
+    """
+
+    def __init__(self, rng: random.Random, item_size_max: int, far: bool = False):
         self.rng = rng
         self.item_size_max = item_size_max
-        self.plain = [b"k%d" % i for i in range(10)] + [b"p:%d" % i for i in range(3)]
+        self.far = far
+        self.plain = [b"k%d" % i for i in range(100 if far else 10)]
+        self.plain += [b"p:%d" % i for i in range(3)]
         self.counters = [b"n%d" % i for i in range(4)]
         self.odd = [b"K" * 250, b"x\x01y", b"caf\xc3\xa9", b"a:b:c"]
         self.keys = self.plain + self.counters + self.odd
         self.makers = [
-            (14, self.storage),
+            (24 if far else 14, self.storage),
             (3, self.cas),
             (12, self.retrieval),
             (4, self.delete),
@@ -205,11 +250,11 @@ class Commands:
             (8, self.ms),
             (4, self.md),
             (5, self.ma),
-            (2, self.me),
+            (0 if far else 2, self.me),
             (2, self.mn),
             (7, self.malformed),
             (3, self.server_wide),
-            (2, self.stats),
+            (0 if far else 2, self.stats),
             (2, self.admin),
             (3, self.junk),
         ]
@@ -218,10 +263,13 @@ class Commands:
         # block is read as a block (a refused line leaves it to be read as lines,
         # one too long, which closes the connection)
         self.clean = False
+        self.stores = 0  # store-like commands made: about the cas counter's value
 
     def command(self) -> bytes:
         """One command (or junk), with its data block."""
         (maker,) = self.rng.choices([m for _, m in self.makers], self.weights)
+        if maker in (self.storage, self.arith, self.ms, self.ma):
+            self.stores += 1
         return maker()
 
     def connection(self, n: int) -> bytes:
@@ -264,6 +312,8 @@ class Commands:
 
     def exptime(self) -> bytes:
         rng = self.rng
+        if self.far:  # never, expired already, or not within the run (the clock stands)
+            return rng.choice([b"0", b"0", b"0", b"-1", b"1000", b"100000", b"2592001"])
         return rng.choice(
             [
                 b"0",
@@ -295,6 +345,8 @@ class Commands:
     def size(self) -> int:
         rng = self.rng
         r = rng.random()
+        if self.far and r < 0.55:  # values that fill a 1 MiB heap
+            return rng.randrange(2000, 60_000)
         if r < 0.75:
             return rng.randrange(0, 40)
         if r < 0.9:
@@ -352,8 +404,13 @@ class Commands:
         rng = self.rng
         data = self.value(self.size())
         self.clean = len(data) > 100
-        unique = rng.choice([b"%d" % rng.randrange(1, 60), b"0"])
-        if not self.clean and rng.random() < 0.2:
+        # near the dispatcher's cas counter (a store or an incr takes one): some match
+        unique = b"%d" % rng.randrange(max(1, self.stores - 8), self.stores + 2)
+        if rng.random() < 0.2:
+            unique = b"0"
+        if self.far:
+            unique = rng.choice([b"0", b"18446744073709551615"])
+        elif not self.clean and rng.random() < 0.2:
             unique = self.number()
         line = b"cas %s %s %s %%d %s%s\r\n" % (
             self.key(),
@@ -393,6 +450,8 @@ class Commands:
         rng = self.rng
         c = bytes([rng.choice(allowed)])
         if c in b"TN":
+            if self.far:
+                return c + rng.choice([b"0", b"-1", b"x", self.exptime()])
             return c + rng.choice([b"0", b"1", b"100", b"-1", b"x", self.exptime()])
         if c == b"R":
             return c + rng.choice([b"30", b"500", b"x"])
@@ -424,16 +483,16 @@ class Commands:
     def meta_key(self, flags: list[bytes]) -> bytes:
         rng = self.rng
         key = self.key()
-        if rng.random() < 0.08 and len(key) <= 180:
+        if rng.random() < 0.08 and len(key) <= 180 and not self.far:
             flags.append(b"b")
             return base64.b64encode(key)
-        if rng.random() < 0.01 and not self.clean:
+        if rng.random() < 0.01 and not self.clean and not self.far:
             flags.append(b"b")
             return b"!!!"
         return key
 
     def mg(self) -> bytes:
-        flags = self.meta_flags(b"vkcfstqOTNRuhlEv", 6)
+        flags = self.meta_flags(b"vkcfstqOTuv" if self.far else b"vkcfstqOTNRuhlEv", 6)
         key = self.meta_key(flags)
         return b" ".join([b"mg", key, *flags]) + self.eol()
 
@@ -441,7 +500,7 @@ class Commands:
         rng = self.rng
         data = self.value(self.size())
         self.clean = len(data) > 100
-        flags = self.meta_flags(b"TFqkOcMCIbSE", 4)
+        flags = self.meta_flags(b"TFqkOcMS" if self.far else b"TFqkOcMCIbSE", 4)
         key = self.meta_key(flags)
         self.clean = False
         if key in self.counters:
@@ -453,13 +512,13 @@ class Commands:
         return self.block(line, data)
 
     def md(self) -> bytes:
-        flags = self.meta_flags(b"qkOTCIxE", 3)
+        flags = self.meta_flags(b"qkOTx" if self.far else b"qkOTCIxE", 3)
         key = self.meta_key(flags)
         return b" ".join([b"md", key, *flags]) + self.eol()
 
     def ma(self) -> bytes:
         rng = self.rng
-        flags = self.meta_flags(b"NJDTqvtckOMCE", 5)
+        flags = self.meta_flags(b"NJDTqvtckOM" if self.far else b"NJDTqvtckOMCE", 5)
         key = rng.choice(self.counters) if rng.random() < 0.6 else self.meta_key(flags)
         return b" ".join([b"ma", key, *flags]) + self.eol()
 
@@ -515,7 +574,7 @@ class Commands:
 
     def server_wide(self) -> bytes:
         rng = self.rng
-        return rng.choice(
+        line = rng.choice(
             [
                 b"version\r\n",
                 b"verbosity 1\r\n",
@@ -534,6 +593,9 @@ class Commands:
                 b"cache_memlimit 4294967295\r\n",
             ]
         )
+        if self.far and line.startswith(b"flush_all") and rng.random() < 0.8:
+            return b"mn\r\n"  # items have to pile up to go far
+        return line
 
     def stats(self) -> bytes:
         rng = self.rng
@@ -560,37 +622,8 @@ class Commands:
         )
 
     def admin(self) -> bytes:
-        return self.rng.choice(
-            [
-                b"slabs reassign 1 2\r\n",
-                b"slabs reassign 1 1\r\n",
-                b"slabs reassign -1 5\r\n",
-                b"slabs reassign x 1\r\n",
-                b"slabs automove 1\r\n",
-                b"slabs automove 3\r\n",
-                b"slabs automove ratio 0.5\r\n",
-                b"lru_crawler crawl all\r\n",
-                b"lru_crawler crawl 1,2\r\n",
-                b"lru_crawler crawl 99\r\n",
-                b"lru_crawler metadump all\r\n",
-                b"lru_crawler metadump 1\r\n",
-                b"lru_crawler metadump hash\r\n",
-                b"lru_crawler enable\r\n",
-                b"lru_crawler disable\r\n",
-                b"lru_crawler tocrawl 5\r\n",
-                b"lru_crawler sleep 10\r\n",
-                b"lru tune 10 10 0.1 2\r\n",
-                b"lru mode flat\r\n",
-                b"lru mode bogus\r\n",
-                b"lru temp_ttl 10 noreply\r\n",
-                b"watch\r\n",
-                b"watch fetchers noreply\r\n",
-                b"extstore item_size 10\r\n",
-                b"extstore max_frag 0.5\r\n",
-                b"extstore bogus 1\r\n",
-                b"refresh_certs\r\n",
-            ]
-        )
+        line = self.rng.choice(ADMIN)
+        return b"version\r\n" if self.far and b"metadump" in line else line
 
     def junk(self) -> bytes:
         rng = self.rng
@@ -659,6 +692,15 @@ def stream_parser(seed: int) -> tuple[list, dict]:
                 else:
                     if ev is NEED_DATA:
                         records.append((op, ("NEED_DATA", p.buffered, p.closed)))
+                        if rng.random() < 0.3:
+                            # asked again before more input comes, as a server does
+                            # once it has parsed ahead (kvcache.server's `ahead`)
+                            op = ("next_event again", conn, nfeed, n)
+                            try:
+                                again = canon_event(p.next_event())
+                            except Exception as exc:
+                                again = canon_error(exc)
+                            records.append((op, (again, p.buffered, p.closed)))
                         break
                     events += 1
                     result = canon_event(ev)
@@ -754,33 +796,64 @@ def _table_state(table, disp=None) -> dict:
     return canon(out)
 
 
-def stream_dispatch(seed: int) -> tuple[list, dict]:
-    """Random command bytes through Connection.data_received; the reply bytes."""
+def _replies(data: bytes, far: bool) -> object:
+    """Reply bytes as compared: process stats masked; with `far`, cas uniques too."""
+    data = _PROCESS_STATS.sub(rb"\1 *\r", data)
+    if far:
+        data = _VALUE_CAS.sub(rb"\1 *\r", data)
+        data = _META_CAS.sub(rb"\1 c*", data)
+    return data if len(data) <= 65536 else canon(data)
+
+
+# a cas unique in a gets reply and in meta replies (their c flag)
+_VALUE_CAS = re.compile(rb"^(VALUE \S+ \d+ \d+) \d+\r$", re.M)
+_META_CAS = re.compile(rb"^((?:HD|VA|EN|NF|NS|EX)\b[^\r\n]*?) c\d+", re.M)
+FAR_NOW = 4_000_000_000  # the far dispatch stream's clock: past any exptime a node sees pass
+
+
+def stream_dispatch(seed: int, node=None) -> tuple[list, dict]:
+    """Random command bytes through Connection.data_received; the reply bytes.
+
+    With a far `node`: a 1 MiB heap of 64 KiB segments whose items the
+    evacuator writes to the node, commands whose replies cannot depend on
+    where items are (Commands' `far`), a clock that stands still, cas
+    uniques masked; the reply bytes are compared, not the counters.
+    """
     from kvcache.dispatcher import Dispatcher
     from kvcache.server import Listener
     from runtime import hub as _hub
+    from runtime.farclient import FarClient
     from runtime.hashtable import RemHashTable
     from runtime.manager import Manager
 
+    far = node is not None
     rng = random.Random(seed)
     item_size_max = 128 * 1024
-    clock = Clock(float(T0))
+    clock = Clock(float(FAR_NOW if far else T0))
     records: list = []
     logs = LogRecords()
-    log = logging.getLogger("kvcache.server")
-    log.addHandler(logs)
-    log.propagate = False
+    # a request that raised is logged by the server, a green thread that raised by the hub
+    loggers = [logging.getLogger("kvcache.server"), logging.getLogger("runtime.hub")]
+    for log in loggers:
+        log.addHandler(logs)
+        log.propagate = False
     stats = {"reads": 0, "reply_bytes": 0}
 
     def main() -> None:
         hub = _hub.get_hub()
-        mgr = Manager(64 << 20)  # every item stays resident: no evacuation, no far node
+        if far:
+            client = FarClient("127.0.0.1", node.port, timeout=20)
+            mgr = Manager(1 << 20, client, segment_size=65536)
+        else:
+            mgr = Manager(64 << 20)  # every item stays resident: no evacuation, no far node
         mgr.start()
+        if far:
+            assert client.wait_ready(10), "far node not reachable"
         table = RemHashTable(mgr, clock=clock)
         disp = Dispatcher(table, item_size_max=item_size_max, clock=clock)
         listener = Listener(disp, hub, 1024, item_size_max)
         disp.stats_source = listener.stats
-        gen = Commands(rng, item_size_max)
+        gen = Commands(rng, item_size_max, far=far)
         for conn_no in range(10):
             conn = listener.protocol()
             transport = Transport()
@@ -788,7 +861,7 @@ def stream_dispatch(seed: int) -> tuple[list, dict]:
             data = gen.connection(rng.randrange(40, 200))
             pos = 0
             for nread, size in enumerate(chunk_sizes(rng, len(data))):
-                if rng.random() < 0.08:
+                if rng.random() < 0.08 and not far:
                     step = rng.choice([1, 1, 2, 4, 31])
                     clock.now += step
                     records.append((("clock", conn_no, nread), step))
@@ -796,31 +869,44 @@ def stream_dispatch(seed: int) -> tuple[list, dict]:
                 op = ("data_received", conn_no, pos, pos + size)
                 pos += size
                 hub.schedule(conn.data_received, chunk)  # from the hub, as the loop calls it
-                _hub.sleep(0)
-                waited = 0
-                while conn.owned and waited < 2000:  # a request that parked (none should)
+                for _ in range(20_000):  # until no request of it is parked or far
+                    _hub.sleep(0)
+                    _hub.sleep(0)  # a connection a greenlet gave back resumes in the hub
+                    if not conn.owned:
+                        break
                     _hub.sleep(0.001)
-                    waited += 1
-                out = _PROCESS_STATS.sub(rb"\1 *\r", bytes(transport.out))
-                del transport.out[:]
                 stats["reads"] += 1
-                stats["reply_bytes"] += len(out)
-                records.append((op, (canon(out), transport.closed, conn.owned, canon(logs.lines))))
+                stats["reply_bytes"] += len(transport.out)
+                out = _replies(bytes(transport.out), far)
+                del transport.out[:]
+                records.append((op, (out, transport.closed, conn.owned, canon(logs.lines))))
                 logs.lines = []
-                if nread % 40 == 39:
+                if nread % 40 == 39 and not far:
                     records.append((("state", conn_no, nread), _table_state(table, disp)))
                 if transport.closed:
                     break
             conn.connection_lost(None)
-            records.append((("end", conn_no), (transport.events, _table_state(table, disp))))
+            if not far:
+                records.append((("end", conn_no), (transport.events, _table_state(table, disp))))
+        stats.update(mgr.stats())
+        stats.update(("table_" + k, v) for k, v in table.stats.items())
+        stats.update(disp.counters)
+        stats["takeovers"] = listener.takeovers
+        stats["far_gets_in_hub"] = listener.far_gets
         mgr.close()
 
     try:
         _hub.run(main)
     finally:
-        log.removeHandler(logs)
-        log.propagate = True
+        for log in loggers:
+            log.removeHandler(logs)
+            log.propagate = True
     return records, stats
+
+
+def stream_dispatch_far(seed: int, node) -> tuple[list, dict]:
+    """stream_dispatch with a far node."""
+    return stream_dispatch(seed, node)
 
 
 # -- stream: the table on its own, evacuating with no far node ---------------------------
@@ -1344,7 +1430,7 @@ def main(argv: list[str] | None = None) -> None:
     coverage: dict = {}
     timing: dict = {}
     node = None
-    if "runtime" in streams:
+    if "runtime" in streams or "dispatch_far" in streams:
         from runtime.farprocess import FarProcess
 
         node = FarProcess()  # 127.0.0.1, an ephemeral port; it imports what we import
@@ -1353,7 +1439,7 @@ def main(argv: list[str] | None = None) -> None:
             fn = globals()["stream_" + name]
             for seed in seeds:
                 t0 = time.perf_counter()
-                if name == "runtime":
+                if name in ("runtime", "dispatch_far"):
                     recs, cover = fn(seed, node)
                 else:
                     recs, cover = fn(seed)

@@ -65,7 +65,7 @@ from kvcache import compiled
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(ROOT, "tests", "differential_driver.py")
 PACKAGES = ("protocol", "runtime", "kvcache", "farserver")
-STREAMS = ("parser", "dispatch", "table", "heap", "cuckoo", "farproto", "runtime")
+STREAMS = ("parser", "dispatch", "dispatch_far", "table", "heap", "cuckoo", "farproto", "runtime")
 HASH_SEED = "17"
 TIMEOUT = 300  # seconds per run (a run takes ~10 s on the 2-core dev machine)
 
@@ -205,11 +205,16 @@ def test_stream_gives_the_same_results(runs, stream):
 
 
 def test_far_memory_was_exercised(runs):
-    """The runtime stream wrote items back to the far node and read them back, both runs."""
+    """Items went far and came back in the far streams, and the evacuator ran, in both runs."""
     for run in runs:
+        far: dict = {}
         for key, cover in run["coverage"].items():
             if key[0] == "runtime":
                 assert cover["evacuations"] > 50 and cover["table_far_hits"] > 50, (key, cover)
                 assert cover["offloads"] > 0, (key, cover)
             if key[0] == "table":
                 assert cover["evac_survivors"] > 50 and cover["evac_forgotten"] > 0, (key, cover)
+            if key[0] == "dispatch_far":
+                for name in ("evacuations", "table_far_hits", "offloads", "far_gets_in_hub"):
+                    far[name] = far.get(name, 0) + cover[name]
+        assert all(n > 5 for n in far.values()), far
