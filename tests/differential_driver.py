@@ -16,15 +16,18 @@ operations; a result is plain Python data (bytes longer than 2048 are kept as
 their length and SHA-1). `coverage` holds counters that show a stream did
 what it is for (items went far and came back); they are not compared.
 
-Streams, all single-threaded and, but for `runtime`, deterministic (with
-PYTHONHASHSEED fixed: hash() places keys in the index and the cuckoo filter):
+Streams, each on one OS thread and deterministic but for what the far ones
+leave out (with PYTHONHASHSEED fixed: hash() places keys in the index and
+the cuckoo filter):
 
   parser    memcached text and meta commands, valid and malformed, every verb,
             concatenated per connection and fed to protocol.memcache.Parser in
             chunks cut at random points (bytes, bytearray, or a memoryview of
             a reused buffer): after every feed and every next_event() the event
             (its class and every field) or the error (class, message, noreply,
-            close, reply line), and the parser's buffered/closed state.
+            close, reply line), and the parser's buffered/closed state; now and
+            then next_event() is asked again after NEED_DATA, as a server that
+            parsed ahead asks.
   dispatch  the same kind of commands through kvcache.server.Connection over a
             Dispatcher over a RemHashTable (loadtest/bench_dispatch.py's set-up:
             no sockets, a transport that keeps what is written), data_received
@@ -34,6 +37,15 @@ PYTHONHASHSEED fixed: hash() places keys in the index and the cuckoo filter):
             process (pid, uptime, time, rusage, the GC's counters, the
             evacuator's busy seconds). Every item stays resident (a 64 MiB
             heap, no far node). At checkpoints: the counters, table and heap.
+            The server's and the hub's log records (a request or a green
+            thread that raised) are part of each result.
+  dispatch_far  the same with a far node (a farserver process on 127.0.0.1,
+            an ephemeral port) and a 1 MiB heap of 64 KiB segments: items are
+            written back, dropped, read back (by callback in the hub or in a
+            green thread that took the connection over), updated at the node.
+            Only commands whose replies cannot depend on where items are
+            (Commands' `far`), a clock that stands still, cas uniques masked;
+            the reply bytes are compared, not the counters.
   table     RemHashTable's API directly (set/get/get_many/peek/lookup_many/
             find_live/flags_of/cas_of/value_len/copy_value/delete/set_exptime/
             set_cas/set_state/clear), on a heap of 32 KiB segments small enough
@@ -50,8 +62,7 @@ PYTHONHASHSEED fixed: hash() places keys in the index and the cuckoo filter):
   farproto  protocol.far: frames (valid and malformed headers) fed to a
             FrameReader in random chunks, and the body codecs on random and
             truncated bodies.
-  runtime   RemHashTable with a real far node (a farserver process on
-            127.0.0.1, an ephemeral port) and a 1 MiB heap of 64 KiB segments:
+  runtime   RemHashTable with the far node and a 1 MiB heap of 64 KiB segments:
             the evacuator writes items back and drops them, reads bring them
             back, append-like updates run locally or at the far node (AIFM's
             offload) as the item happens to be. When the evacuator runs and
@@ -186,6 +197,7 @@ NUMBERS = [
 ]
 
 
+KNOWN_CAS = (b"1000001", b"1000002")  # cas uniques ms/md E set, for cas and C to match
 ADMIN = (
     b"slabs reassign 1 2\r\n",
     b"slabs reassign 1 1\r\n",
@@ -242,6 +254,7 @@ class Commands:
         self.makers = [
             (24 if far else 14, self.storage),
             (3, self.cas),
+            (0 if far else 2, self.known_cas),
             (12, self.retrieval),
             (4, self.delete),
             (6, self.arith),
@@ -264,6 +277,7 @@ class Commands:
         # one too long, which closes the connection)
         self.clean = False
         self.stores = 0  # store-like commands made: about the cas counter's value
+        self.marked: list[tuple[bytes, bytes]] = []  # (key, cas) of each ms with E<KNOWN_CAS>
 
     def command(self) -> bytes:
         """One command (or junk), with its data block."""
@@ -406,14 +420,17 @@ class Commands:
         self.clean = len(data) > 100
         # near the dispatcher's cas counter (a store or an incr takes one): some match
         unique = b"%d" % rng.randrange(max(1, self.stores - 8), self.stores + 2)
-        if rng.random() < 0.2:
-            unique = b"0"
+        if rng.random() < 0.3:
+            unique = rng.choice([*KNOWN_CAS, b"0"])
         if self.far:
             unique = rng.choice([b"0", b"18446744073709551615"])
         elif not self.clean and rng.random() < 0.2:
             unique = self.number()
+        key = self.key()
+        if self.marked and rng.random() < 0.5:  # an item ms E may have given a known cas
+            key, unique = rng.choice(self.marked)
         line = b"cas %s %s %s %%d %s%s\r\n" % (
-            self.key(),
+            key,
             self.flags(),
             self.exptime(),
             unique,
@@ -421,6 +438,27 @@ class Commands:
         )
         self.clean = False
         return self.block(line, data)
+
+    def known_cas(self) -> bytes:
+        """ms giving an item a known cas (E), then a command that names it (or nearly)."""
+        rng = self.rng
+        key = rng.choice(self.plain + self.counters)
+        unique = rng.choice(KNOWN_CAS)
+        named = unique if rng.random() < 0.7 else rng.choice([*KNOWN_CAS, b"0", b"7"])
+        first = b"ms %s %d E%s\r\n%s\r\n" % (key, 2, unique, b"12")
+        then = rng.choice(
+            [
+                b"cas %s 0 0 2 %s\r\nab\r\n" % (key, named),
+                b"ms %s 2 C%s c\r\nab\r\n" % (key, named),
+                b"ms %s 2 C%s MA\r\nab\r\n" % (key, named),
+                b"md %s C%s q\r\n" % (key, named),
+                b"md %s C%s I T30\r\n" % (key, named),
+                b"ma %s C%s v\r\n" % (key, named),
+                b"mg %s c v\r\n" % key,
+                b"gets %s\r\n" % key,
+            ]
+        )
+        return first + then
 
     def retrieval(self) -> bytes:
         rng = self.rng
@@ -446,9 +484,9 @@ class Commands:
 
     # -- meta commands
 
-    def meta_flag(self, allowed: bytes) -> bytes:
+    def meta_flag(self, c: bytes) -> bytes:
+        """Flag character `c` with a token where it takes one (good, or now and then bad)."""
         rng = self.rng
-        c = bytes([rng.choice(allowed)])
         if c in b"TN":
             if self.far:
                 return c + rng.choice([b"0", b"-1", b"x", self.exptime()])
@@ -461,8 +499,8 @@ class Commands:
             return c + self.flags()
         if c in b"DJ":
             return c + rng.choice([b"1", b"7", b"13", b"18446744073709551615", self.number()])
-        if c in b"CE":
-            return c + rng.choice([b"%d" % rng.randrange(1, 60), b"0", self.number()])
+        if c in b"CE":  # E gives an item a cas that cas and C can name (KNOWN_CAS)
+            return c + rng.choice([*KNOWN_CAS, b"%d" % rng.randrange(1, 60), b"0", self.number()])
         if c == b"M":
             return c + rng.choice([b"S", b"E", b"A", b"P", b"R", b"I", b"+", b"D", b"-", b"X", b""])
         if c == b"S":
@@ -470,12 +508,14 @@ class Commands:
         return c
 
     def meta_flags(self, allowed: bytes, most: int) -> list[bytes]:
+        """Up to `most` distinct flags of `allowed`; a bad, repeated or extra one now and then."""
         rng = self.rng
-        flags = [self.meta_flag(allowed) for _ in range(rng.randrange(0, most + 1))]
+        chars = rng.sample(allowed, min(len(allowed), rng.randrange(0, most + 1)))
+        flags = [self.meta_flag(bytes([c])) for c in chars]
         if self.clean:
             return flags
         if rng.random() < 0.05:
-            flags.append(rng.choice([b"y", b"\x7f", b"v", b"1"]))  # unknown or duplicate
+            flags.append(rng.choice([b"y", b"\x7f", b"v", b"1", b"b"]))  # unknown or repeated
         if rng.random() < 0.02:
             flags += [b"v"] * 20  # too many tokens
         return flags
@@ -500,12 +540,13 @@ class Commands:
         rng = self.rng
         data = self.value(self.size())
         self.clean = len(data) > 100
-        flags = self.meta_flags(b"TFqkOcMS" if self.far else b"TFqkOcMCIbSE", 4)
+        flags = self.meta_flags(b"TFqkOcMS" if self.far else b"TFqkOcMCISE", 4)
         key = self.meta_key(flags)
         self.clean = False
         if key in self.counters:
             data = b"%d" % rng.randrange(1000)
         line = b" ".join([b"ms", key, b"%d", *flags]) + b"\r\n"
+        self.marked += [(key, f[1:]) for f in flags if f[:1] == b"E" and f[1:] in KNOWN_CAS]
         if rng.random() < 0.03 and len(data) <= 100:
             line = b"ms %s %s\r\n" % (key, rng.choice([b"x", b"-1", b""]))
             return line + data + b"\r\n"

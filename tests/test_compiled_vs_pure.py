@@ -26,6 +26,11 @@ Streams (the driver's docstring says exactly what each records):
 - dispatch: the same kind of bytes through kvcache.server.Connection,
   Dispatcher and RemHashTable (no sockets), a virtual clock: every reply byte,
   and the counters and table at checkpoints;
+- dispatch_far: the same with a far node and a 1 MiB heap, for the commands
+  whose replies cannot depend on where items are (no stats, me or metadump,
+  no mg h/l, no stale or win marks, no base64 keys, cas uniques masked, no
+  cas compared but 0 or one no item has, a clock that stands still): every
+  reply byte;
 - table: RemHashTable's API on a heap small enough that the evacuator keeps
   hot items and forgets cold ones (no far node): every result, locations
   included, and the table, heap and evacuator counters at checkpoints;
@@ -39,14 +44,15 @@ Streams (the driver's docstring says exactly what each records):
   each store's and update's outcome, delete's answer for keys holding a
   live item, and a read of every key at checkpoints (not residency, not
   counters). test_far_memory_was_exercised checks that items did go far and
-  come back in both runs.
+  come back in both runs (and in dispatch_far), and that the evacuator ran
+  in the table stream.
 
 Not compared: the libc time() branch of the dispatcher and the table (they
 take it only when their clock is time.time, and a virtual clock is what
-makes replies comparable), the dispatcher with a far node (replies then
-depend on where items happen to be for `stats`, mg h/l, me and the stale
-and win marks), process facts in `stats` (pid, uptime, time, rusage, the
-GC's counters, the evacuator's busy seconds). Skipped, with the reason
+makes replies comparable); with a far node, what depends on where items
+happen to be when (the commands dispatch_far leaves out, counters,
+residency); process facts in `stats` (pid, uptime, time, rusage, the GC's
+counters, the evacuator's busy seconds). Skipped, with the reason
 "extensions not built", when this build runs pure Python (make test-pure).
 """
 
