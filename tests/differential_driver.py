@@ -311,6 +311,7 @@ class Commands:
     # -- pieces
 
     def key(self) -> bytes:
+        """A key of the stream; now and then one byte too long, or one never stored."""
         rng = self.rng
         r = rng.random()
         if self.clean:
@@ -322,9 +323,11 @@ class Commands:
         return rng.choice(self.keys)
 
     def number(self) -> bytes:
+        """A number token memcached may or may not take."""
         return self.rng.choice(NUMBERS)
 
     def exptime(self) -> bytes:
+        """An exptime: never, relative, absolute, expired, or (rarely) not a number."""
         rng = self.rng
         if self.far:  # never, expired already, or not within the run (the clock stands)
             return rng.choice([b"0", b"0", b"0", b"-1", b"1000", b"100000", b"2592001"])
@@ -348,15 +351,18 @@ class Commands:
         )
 
     def flags(self) -> bytes:
+        """Client flags: mostly a u32, now and then a bad token."""
         rng = self.rng
         if self.clean or rng.random() < 0.9:
             return rng.choice([b"0", b"0", b"1", b"%d" % rng.randrange(2**32)])
         return self.number()
 
     def noreply(self) -> bytes:
+        """A trailing noreply, a fifth of the time."""
         return b" noreply" if self.rng.random() < 0.2 else b""
 
     def size(self) -> int:
+        """A value size: mostly small, some past 64 KiB, some around the item limit."""
         rng = self.rng
         r = rng.random()
         if self.far and r < 0.55:  # values that fill a 1 MiB heap
@@ -371,6 +377,7 @@ class Commands:
         return rng.randrange(lim - 80, lim + 2000)  # around the item size limit
 
     def value(self, n: int) -> bytes:
+        """`n` bytes of letters, or of digits (a number) for small sizes now and then."""
         rng = self.rng
         if n <= 20 and rng.random() < 0.4:
             return (b"%d" % rng.randrange(10**n if n else 1)).rjust(n, b"0")[:n]
@@ -393,14 +400,17 @@ class Commands:
         return line % n + data + b"\r\n"
 
     def sep(self) -> bytes:
+        """The space between tokens (two now and then)."""
         return b"  " if self.rng.random() < 0.03 else b" "
 
     def eol(self) -> bytes:
+        """A line end: mostly \\r\\n, now and then \\n or one with junk before it."""
         return self.rng.choice([b"\r\n"] * 12 + [b"\n", b" \r\n", b"\r\r\n"])
 
     # -- classic commands
 
     def storage(self) -> bytes:
+        """set/add/replace/append/prepend with a data block."""
         rng = self.rng
         verb = rng.choice([b"set", b"set", b"set", b"add", b"replace", b"append", b"prepend"])
         data = self.value(self.size())
@@ -415,6 +425,7 @@ class Commands:
         return self.block(line, data)
 
     def cas(self) -> bytes:
+        """cas with a unique that may match (near the counter, or one ms E gave)."""
         rng = self.rng
         data = self.value(self.size())
         self.clean = len(data) > 100
@@ -461,6 +472,7 @@ class Commands:
         return first + then
 
     def retrieval(self) -> bytes:
+        """get/gets/gat/gats/bget of one to forty keys."""
         rng = self.rng
         cmd = rng.choice([b"get", b"get", b"get", b"gets", b"gets", b"gat", b"gats", b"bget"])
         keys = b" ".join(self.key() for _ in range(rng.choice([1, 1, 1, 2, 3, 5, 40])))
@@ -469,10 +481,12 @@ class Commands:
         return b"%s%s%s%s" % (cmd, self.sep(), keys, self.eol())
 
     def delete(self) -> bytes:
+        """delete, with and without 0 and noreply, and bad tails."""
         tail = self.rng.choice([b"", b"", b" 0", b" noreply", b" 0 noreply", b" 5", b" 0 0"])
         return b"delete %s%s%s" % (self.key(), tail, self.eol())
 
     def arith(self) -> bytes:
+        """incr/decr, mostly of a counter."""
         rng = self.rng
         verb = rng.choice([b"incr", b"decr"])
         key = rng.choice(self.counters) if rng.random() < 0.7 else self.key()
@@ -480,6 +494,7 @@ class Commands:
         return b"%s %s %s%s%s" % (verb, key, delta, self.noreply(), self.eol())
 
     def touch(self) -> bytes:
+        """touch with an exptime."""
         return b"touch %s %s%s%s" % (self.key(), self.exptime(), self.noreply(), self.eol())
 
     # -- meta commands
@@ -521,6 +536,7 @@ class Commands:
         return flags
 
     def meta_key(self, flags: list[bytes]) -> bytes:
+        """A key for a meta command: plain, base64 with b added to `flags`, or bad base64."""
         rng = self.rng
         key = self.key()
         if rng.random() < 0.08 and len(key) <= 180 and not self.far:
@@ -532,11 +548,13 @@ class Commands:
         return key
 
     def mg(self) -> bytes:
+        """mg with up to six flags."""
         flags = self.meta_flags(b"vkcfstqOTuv" if self.far else b"vkcfstqOTNRuhlEv", 6)
         key = self.meta_key(flags)
         return b" ".join([b"mg", key, *flags]) + self.eol()
 
     def ms(self) -> bytes:
+        """ms with up to four flags and its data block (or a bad length)."""
         rng = self.rng
         data = self.value(self.size())
         self.clean = len(data) > 100
@@ -553,17 +571,20 @@ class Commands:
         return self.block(line, data)
 
     def md(self) -> bytes:
+        """md with up to three flags."""
         flags = self.meta_flags(b"qkOTx" if self.far else b"qkOTCIxE", 3)
         key = self.meta_key(flags)
         return b" ".join([b"md", key, *flags]) + self.eol()
 
     def ma(self) -> bytes:
+        """ma with up to five flags, mostly of a counter."""
         rng = self.rng
         flags = self.meta_flags(b"NJDTqvtckOM" if self.far else b"NJDTqvtckOMCE", 5)
         key = rng.choice(self.counters) if rng.random() < 0.6 else self.meta_key(flags)
         return b" ".join([b"ma", key, *flags]) + self.eol()
 
     def me(self) -> bytes:
+        """me of a key (base64 with b now and then)."""
         rng = self.rng
         key = self.key()
         if rng.random() < 0.1:
@@ -571,11 +592,13 @@ class Commands:
         return b"me %s\r\n" % key
 
     def mn(self) -> bytes:
+        """mn."""
         return b"mn" + self.eol()
 
     # -- the rest
 
     def malformed(self) -> bytes:
+        """One of memcached's error paths."""
         rng = self.rng
         key = self.key()
         return rng.choice(
@@ -614,6 +637,7 @@ class Commands:
         )
 
     def server_wide(self) -> bytes:
+        """version, verbosity, flush_all (now or delayed), shutdown, cache_memlimit."""
         rng = self.rng
         line = rng.choice(
             [
@@ -639,6 +663,7 @@ class Commands:
         return line
 
     def stats(self) -> bytes:
+        """stats and its groups, valid and not."""
         rng = self.rng
         return rng.choice(
             [
@@ -663,10 +688,12 @@ class Commands:
         )
 
     def admin(self) -> bytes:
+        """An administrative command (ADMIN)."""
         line = self.rng.choice(ADMIN)
         return b"version\r\n" if self.far and b"metadump" in line else line
 
     def junk(self) -> bytes:
+        """Empty lines, random bytes, NULs, long lines, a long get line."""
         rng = self.rng
         r = rng.random()
         if r < 0.3:
@@ -782,22 +809,28 @@ class Transport:
         self.events: list[str] = []  # pause_reading/resume_reading calls
 
     def write(self, data: object) -> None:
+        """Keep `data`."""
         assert not self.closed, "write after close"
         self.out += data
 
     def is_closing(self) -> bool:
+        """True once closed."""
         return self.closed
 
     def close(self) -> None:
+        """Note the close."""
         self.closed = True
 
     def pause_reading(self) -> None:
+        """Note flow control."""
         self.events.append("pause")
 
     def resume_reading(self) -> None:
+        """Note flow control."""
         self.events.append("resume")
 
     def get_extra_info(self, name: str, default: object = None) -> object:
+        """A made-up peer address."""
         return ("127.0.0.1", 40000) if name == "peername" else default
 
 
@@ -809,6 +842,7 @@ class LogRecords(logging.Handler):
         self.lines: list[tuple] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Keep the record's level, message and exception."""
         exc = record.exc_info[1] if record.exc_info else None
         self.lines.append((record.levelname, record.getMessage(), canon(exc)))
 
@@ -1454,6 +1488,7 @@ def stream_runtime(seed: int, node) -> tuple[list, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the streams asked for and pickle their results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", help="where to pickle the results")
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
