@@ -322,7 +322,9 @@ class Parser:
         buf = self._buf
         pos = self._pos
         if pos >= len(buf) or self._closed:
-            self._slow = self._closed or not self._started
+            # the fast path reads bytes buffers only: a used-up bytearray (a line that
+            # two reads completed) stays on this path until feed() replaces it
+            self._slow = self._closed or not self._started or type(buf) is not bytes
             return NEED_DATA
         if not self._started:
             self._started = True

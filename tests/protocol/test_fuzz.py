@@ -59,6 +59,9 @@ def _drain(p: Parser, out: list) -> None:
             error_line(exc)  # every error renders
         else:
             if ev is NEED_DATA:
+                # (c) again: asked before more input comes, as a server that parsed
+                # ahead asks, it still says NEED_DATA (whatever the buffer became)
+                assert p.next_event() is NEED_DATA
                 return
             out.append(ev)
         assert p.buffered < before, (before, p.buffered)  # (c): progress
@@ -342,6 +345,24 @@ def test_get_line_of_exactly_max_get_line():
     data = line + b"\r\n"
     assert feed_all(data, [len(line), 2], **limits) == feed_all(data, None, **limits)
     assert feed_all(line + b" k\r\n", [len(line) + 2], **limits) == LONG_LINE_CLOSE
+
+
+def test_need_data_again_after_an_appended_read():
+    """A line completed by a second read (the buffer grown in place), then NEED_DATA twice.
+
+    The second call is what a server makes once it has parsed ahead; compiled, the
+    fast path used to take the grown buffer for bytes there (TypeError).
+    """
+    p = Parser()
+    p.feed(b"get a")
+    assert p.next_event() is NEED_DATA
+    p.feed(b"\r\n")
+    assert p.next_event() == Get("get", [b"a"], False, None)
+    assert p.next_event() is NEED_DATA
+    assert p.next_event() is NEED_DATA
+    p.feed(b"get b\r\n")
+    assert p.next_event() == Get("get", [b"b"], False, None)
+    assert p.next_event() is NEED_DATA
 
 
 def test_nul_after_large_block():
