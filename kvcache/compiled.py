@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 
-__all__ = ["MODULES", "compiled", "stale", "status"]
+__all__ = ["MODULES", "compiled", "older_than_source", "stale", "status"]
 
 # Source paths, relative to the project root, of the modules Cython compiles.
 MODULES = (
@@ -56,20 +56,32 @@ def status() -> dict[str, bool]:
 
 
 def stale() -> list[str]:
-    """Extensions older than their .py or .pxd (they would run stale code): their paths."""
+    """Extensions built in place that are older than their .py or .pxd: their paths."""
     out = []
     for path in MODULES:
         module = importlib.import_module(_dotted(path))
         ext = str(getattr(module, "__file__", ""))
-        if ext.endswith(".py"):
-            continue
-        built = os.path.getmtime(ext)
-        base = os.path.join(os.path.dirname(ext), os.path.basename(path)[: -len(".py")])
-        for source in (base + ".py", base + ".pxd"):
-            if os.path.exists(source) and os.path.getmtime(source) > built:
-                out.append(ext)
-                break
+        if not ext.endswith(".py") and older_than_source(ext, path):
+            out.append(ext)
     return out
+
+
+def older_than_source(ext: str, path: str) -> bool:
+    """Whether ext, built in place from path (as in MODULES), is older than its .py or .pxd.
+
+    Only an extension inside a source tree (setup.py at the root that path is relative to)
+    can run stale code; an installed wheel's files carry the times pip unpacked them, in no
+    useful order, so an extension outside a source tree is never stale.
+    """
+    root = os.path.dirname(ext)
+    for _ in range(path.count("/")):
+        root = os.path.dirname(root)
+    if not os.path.exists(os.path.join(root, "setup.py")):
+        return False
+    built = os.path.getmtime(ext)
+    base = os.path.join(os.path.dirname(ext), os.path.basename(path)[: -len(".py")])
+    sources = (base + ".py", base + ".pxd")
+    return any(os.path.exists(s) and os.path.getmtime(s) > built for s in sources)
 
 
 def compiled() -> bool:

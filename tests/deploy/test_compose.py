@@ -1,19 +1,26 @@
-"""docker-compose.yml and the Dockerfile, checked without a Docker engine.
+"""docker-compose.yml and the Dockerfile, checked without building an image.
 
 Spec (issue 6): services `far` (farserver) and `cache` (kvcache --far
 far:11311, 11211 published on the host's loopback), the far node's secret
 through a compose secret, healthchecks, a restart policy, memory limits that
 match the -m flags, and `locust` under the `load` profile pointed at
 `cache`. The Dockerfile: an official Python slim base, a non-root user,
-`kvcache` as entry point, a HEALTHCHECK.
+`kvcache` as entry point, a HEALTHCHECK. Issue 11: two stages FROM the same
+`BASE` (an ARG, python:3.11-slim by default); the builder installs a C
+compiler, builds the wheel with KVCACHE_REQUIRE_EXTENSIONS=1, installs it
+into the venv /opt/venv and checks that it runs compiled; the final stage
+copies that venv and has no compiler; nothing built on the host enters the
+build context.
 
-This machine has no Docker engine, so nothing is built or run in a
-container. Instead: `docker-compose config` validates the file (docker-compose
-1.29.2 from PyPI, in the test extra: the venv's own, never a system one, and
-never skipped), and every command line the file and the Dockerfile run (entry
-point + command, each healthcheck) runs here as a local process with only the
-addresses substituted: 0.0.0.0 -> 127.0.0.1, fixed ports -> ephemeral ones,
-service names -> 127.0.0.1:PORT, /run/secrets/far_secret -> a temporary file.
+Building the image takes minutes and a base image (there is no registry
+here; README "Docker compose" says how it was built and run by hand), so no
+image is built and no container run. Instead: `docker-compose config`
+validates the file (docker-compose 1.29.2 from PyPI, in the test extra: the
+venv's own, never a system one, and never skipped), and every command line
+the file and the Dockerfile run (entry point + command, each healthcheck)
+runs here as a local process with only the addresses substituted: 0.0.0.0 ->
+127.0.0.1, fixed ports -> ephemeral ones, service names -> 127.0.0.1:PORT,
+/run/secrets/far_secret -> a temporary file.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import pytest
 import yaml  # docker-compose's own dependency (PyYAML 5.4.1)
 from oracle import Proc, free_port
 from pymemcache.client.base import Client
+
+from kvcache import compiled
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPOSE = os.path.join(ROOT, "docker-compose.yml")
@@ -141,26 +150,131 @@ def test_memory_limits_match_the_flags(config):
     assert need <= cache_limit <= 2 * need, (need / MIB, cache_limit / MIB)
 
 
-def _dockerfile() -> dict[str, str]:
+def _dockerfile() -> tuple[dict[str, str], list[dict[str, list[str]]]]:
+    """The ARGs before the first FROM (name -> default), and each stage: instruction -> args."""
     with open(DOCKERFILE, encoding="utf-8") as f:
         text = re.sub(r"\\\n\s*", " ", f.read())  # join continued lines
-    out: dict[str, str] = {}
+    args: dict[str, str] = {}
+    stages: list[dict[str, list[str]]] = []
     for line in text.splitlines():
         word, _, rest = line.strip().partition(" ")
-        if word.isupper() and word not in ("COPY", "ENV", "EXPOSE"):
-            out[word] = rest.strip()
-    return out
+        if not word.isupper():
+            continue
+        if word == "FROM":
+            stages.append({})
+        elif not stages:
+            assert word == "ARG", line
+            name, _, default = rest.partition("=")
+            args[name] = default
+            continue
+        stages[-1].setdefault(word, []).append(rest.strip())
+    return args, stages
 
 
-def test_dockerfile_shape():
-    d = _dockerfile()
-    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", d["FROM"]), d["FROM"]
+def _env(stage: dict[str, list[str]]) -> dict[str, str]:
+    """A stage's ENV settings (the KEY=VALUE form), name -> value."""
+    pairs = (item.partition("=") for env in stage.get("ENV", []) for item in env.split())
+    return {name: value for name, _, value in pairs}
+
+
+def _final() -> dict[str, str]:
+    """The final stage's instructions (the last of each), as the image runs them."""
+    return {word: found[-1] for word, found in _dockerfile()[1][-1].items()}
+
+
+def _ignore_regex(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern as Docker matches it: `**` any directories, `*` within one."""
+    out = ""
+    for token in re.split(r"(\*\*/|/\*\*$|\*\*|\*|\?)", pattern.strip("/")):
+        out += {"**/": "(.*/)?", "/**": "(/.*)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(
+            token, re.escape(token)
+        )
+    return re.compile(out)
+
+
+def _ignore_lines() -> list[str]:
+    """The patterns of .dockerignore."""
+    with open(os.path.join(ROOT, ".dockerignore"), encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
+
+def _ignored(path: str) -> bool:
+    """Whether .dockerignore keeps path out of the build context (a parent matching counts)."""
+    patterns = _ignore_lines()
+    assert not any(p.startswith("!") for p in patterns), "exceptions: extend _ignored"
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(_ignore_regex(p).fullmatch(prefix) for p in patterns for prefix in prefixes)
+
+
+def test_dockerfile_has_a_builder_and_a_final_stage_on_one_base():
+    args, stages = _dockerfile()
+    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", args["BASE"]), args
+    assert [stage["FROM"] for stage in stages] == [["${BASE} AS builder"], ["${BASE}"]]
+
+
+def test_dockerfile_builder_compiles_and_refuses_a_pure_build():
+    builder = _dockerfile()[1][0]
+    runs = builder["RUN"]
+    apt = next(run for run in runs if "apt-get install" in run)
+    assert "--no-install-recommends" in apt
+    assert {"gcc", "libc6-dev"} <= set(apt.split())
+    assert "python3-dev" in apt  # only where the base lacks Python.h (Debian's python3)
+    # pip in a venv of its own; /opt/venv (the one shipped) gets no packaging tools.
+    assert any("python3 -m venv --without-pip /opt/venv" in run for run in runs)
+    assert _env(builder)["PATH"] == "/opt/venv/bin:/opt/build/bin:$PATH"
+    assert any("setup.py" in copy.split()[:-1] for copy in builder["COPY"])
+    build = next(run for run in runs if "pip wheel" in run)
+    env, _, command = build.partition("pip wheel")
+    assert "KVCACHE_REQUIRE_EXTENSIONS=1" in env.split() and command.startswith(" --no-deps")
+    install = next(
+        run for run in runs if run.startswith("pip --python /opt/venv/bin/python install")
+    )
+    assert "${EXTRAS:+[$EXTRAS]}" in install.split("&&")[0]  # the locust image's extra
+    assert runs.index(build) < runs.index(install)
+    assert builder["ARG"] == ['EXTRAS=""']  # after the wheel: every image shares its build
+    # The installed package (not /src's sources) imports compiled and up to date.
+    check = install[install.index("cd / && python -c") :]
+    assert "compiled.status()" in check and "compiled.stale()" in check and "assert" in check
+
+
+def test_dockerfile_final_stage_ships_the_venv_without_a_compiler():
+    final = _dockerfile()[1][-1]
+    assert "COPY" in final and "RUN" in final
+    assert "--from=builder /opt/venv /opt/venv" in final["COPY"]
+    assert not any("--from" in copy for copy in final["COPY"][1:])  # no wheel, no build tree
+    for run in final["RUN"]:
+        assert not re.search(r"apt-get|gcc|pip ", run), run
+    assert _env(final)["PATH"] == "/opt/venv/bin:$PATH"
+    # compose's locust runs this path; every other source stays in the builder.
+    assert final["COPY"][1:] == ["loadtest/locustfile.py ./loadtest/"]
+    assert final["WORKDIR"] == ["/app"]
+
+
+def test_dockerfile_runs_kvcache_as_a_user_with_a_healthcheck():
+    d = _final()
     assert d["USER"] not in ("root", "0")
+    assert "useradd" in d["RUN"] and "--uid 10001" in d["RUN"]
     assert json.loads(d["ENTRYPOINT"]) == ["kvcache"]
     assert "CMD [" in d["HEALTHCHECK"]
-    with open(os.path.join(ROOT, ".dockerignore"), encoding="utf-8") as f:
-        ignored = f.read().split()
-    assert {".venv", ".git", "secrets"} <= set(ignored)
+    assert d["EXPOSE"].split() == ["11211", "11311"]
+
+
+def test_dockerignore_keeps_host_builds_out_and_sources_in():
+    assert {".venv", ".git", "secrets"} <= {p.strip("/") for p in _ignore_lines()}
+    for path in (".venv/bin/python", "build/lib/x.so", "secrets/far_secret", "tests/oracle.py"):
+        assert _ignored(path), path
+    for module in compiled.MODULES:
+        stem = module[: -len(".py")]
+        assert _ignored(f"{stem}.c") and _ignored(f"{stem}.cpython-311-x86_64-linux-gnu.so")
+        assert _ignored(f"{os.path.dirname(module)}/__pycache__/x.cpython-311.pyc")
+        assert not _ignored(module) and not _ignored(f"{stem}.pxd"), module
+    assert not _ignored("loadtest/cloadgen.c")  # ours, not generated
+    for stage in _dockerfile()[1]:
+        for copy in stage["COPY"]:
+            if not copy.startswith("--from"):
+                for source in copy.split()[:-1]:
+                    assert not _ignored(source), copy
 
 
 # -- the command lines, run locally ------------------------------------------------
@@ -251,7 +365,7 @@ def test_compose_command_lines_run(config, tmp_path):
 
 
 def test_dockerfile_command_line_runs(tmp_path):
-    d = _dockerfile()
+    d = _final()
     argv = json.loads(d["ENTRYPOINT"]) + json.loads(d["CMD"])
     subst = {"0.0.0.0": "127.0.0.1"}
     server = Proc(_local(argv, subst))  # kvcache with its embedded far node
