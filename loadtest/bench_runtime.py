@@ -4,7 +4,7 @@ Workloads (a real farserver child process on 127.0.0.1, one per run):
 
  1. hot deref   RemArray.at() of a resident 100-byte element inside a
                 DerefScope, vs the reference: a dict lookup + a memoryview
-                slice (what a plain in-process cache does). Target <= 2x.
+                slice (what a plain in-process cache does). Target <= 1.5x (issue 11).
  2. far reads   non-temporal RemArray.at() of far 100-byte elements from N
                 green threads (N = 1, 16, 64 outstanding), vs the reference:
                 a raw blocking-socket PING round trip of the same size to the
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     deref, ref, call = bench_hot_deref()
     print(
         f"1. hot deref      {deref:7.0f} ns   dict+slice reference {ref:5.0f} ns"
-        f" (ratio {deref / ref:.2f}x, target <= 2x); as a function call {call:5.0f} ns"
+        f" (ratio {deref / ref:.2f}x, target <= 1.5x); as a function call {call:5.0f} ns"
         f" (ratio {deref / call:.2f}x)"
     )
     with FarProcess(memory_mb=2048) as node:
