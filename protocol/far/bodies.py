@@ -48,6 +48,7 @@ from protocol.far.frames import FrameError
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.libc.string import memcpy
+    from cython.cimports.protocol.far.frames import _u32
 
 __all__ = [
     "INDEX",
@@ -176,21 +177,14 @@ def decode_item(body: bytes) -> tuple[int, int, int, bytes]:
 
 
 @cython.cfunc
-@cython.locals(
-    body=bytes,
-    p=cython.p_uchar,
-    flags=cython.uint,
-    exptime=cython.uint,
-    lo=cython.ulonglong,
-    hi=cython.ulonglong,
-)
+@cython.locals(body=bytes, p=cython.p_uchar, lo=cython.ulonglong, hi=cython.ulonglong)
 def _item(body) -> tuple:
     """decode_item's fields read in place (compiled only; the body holds a header)."""
     p = cython.cast(cython.p_uchar, PyBytes_AS_STRING(body))
-    flags = p[0] | (p[1] << 8) | (p[2] << 16) | (cython.cast(cython.uint, p[3]) << 24)
-    exptime = p[4] | (p[5] << 8) | (p[6] << 16) | (cython.cast(cython.uint, p[7]) << 24)
-    lo = p[8] | (p[9] << 8) | (p[10] << 16) | (cython.cast(cython.ulonglong, p[11]) << 24)
-    hi = p[12] | (p[13] << 8) | (p[14] << 16) | (cython.cast(cython.ulonglong, p[15]) << 24)
+    flags = _u32(p)
+    exptime = _u32(p + 4)
+    lo = cython.cast(cython.ulonglong, _u32(p + 8))
+    hi = cython.cast(cython.ulonglong, _u32(p + 12))
     return flags, exptime, lo | (hi << 32), body[16:]
 
 

@@ -1,5 +1,8 @@
 # C types of protocol/far/frames.py (Cython's pure-Python mode: the .py holds the code).
 
+cdef unsigned int _u32(unsigned char* p)
+
+
 cdef class FrameReader:
     cdef public Py_ssize_t max_frame
     cdef public bint replies

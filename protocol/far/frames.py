@@ -70,7 +70,6 @@ if cython.compiled:
 
 
 @cython.cfunc
-@cython.inline
 @cython.locals(p=cython.p_uchar)
 @cython.returns(cython.uint)
 def _u32(p):
