@@ -1,4 +1,5 @@
-"""Shared fixtures: a real memcached oracle on an ephemeral loopback port.
+"""Shared fixtures: a real memcached oracle on an ephemeral loopback port, and
+far-node hosts in network namespaces (`far_host`, `far_hosts`: tests/netns.py).
 
 Without a memcached binary the tests that need it skip, and the run ends with
 one line saying how many and how to enable them (CI installs memcached).
@@ -13,6 +14,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# fixtures: far nodes on hosts of their own (network namespaces)
+from netns import far_host, far_hosts  # noqa: E402, F401
 from oracle import ENABLE_MEMCACHED, MEMCACHED_MISSING, private_memcached  # noqa: E402
 
 
