@@ -11,7 +11,8 @@ network between it and the cache is cut. `FarHost` makes such a host:
 - Names carry the test process's PID and a per-process counter (interface
   names stay within Linux's 15 characters), so parallel runs and the
   leftovers of a killed run never collide. The first FarHost of a process
-  deletes the leftovers of dead PIDs (`cleanup_leftovers`).
+  deletes the leftovers of dead PIDs (`cleanup_leftovers`; one whose PID was
+  reused meanwhile waits for a later run).
 - Each host gets its own /30 of 10.231.0.0/16 (16,384 of them): the first one
   from (PID * 64 + N) on that is neither on an interface nor routed here.
   Creating, closing and cleaning up hold one lock file, so two processes
@@ -22,8 +23,8 @@ network between it and the cache is cut. `FarHost` makes such a host:
 - `cut()` sets the host-side veth down: the connected route goes, an open
   TCP connection to the node stays open but nothing crosses it (the kernel
   keeps retransmitting), new connections fail at once. `heal()` sets it up:
-  the route is back and TCP's next retransmission (its backoff reaches
-  seconds after a long cut) gets through.
+  the route is back and TCP's next retransmission gets through (kvcache saw
+  its node answer again 0.2 s after a 3 s cut, 0.9 s after a 25 s one).
 - `start_farserver()` runs `ip netns exec NAME python -m farserver -l ADDR
   -p 0 --parent-fd N` (ip execs in place: the PID is farserver's) and reads
   the port from its startup line; the lifeline pipe stops the node if the

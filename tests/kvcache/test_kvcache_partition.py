@@ -142,6 +142,25 @@ def poll(c: Client, name: str, want: str, limit: float, since: float) -> float |
     return None
 
 
+def quiesce(c: Client, limit: float = 10.0) -> None:
+    """Wait until no far request is in flight and the evacuator has stopped (two polls alike).
+
+    Write-backs still in flight at the cut would time out together with the
+    first far read and stall the node at once: what a test sees would depend
+    on how busy the machine was.
+    """
+    since = time.monotonic()
+    last = None
+    while time.monotonic() - since < limit:
+        st = stats(c, "far")
+        now = (st["far_outstanding"], st["evacuations"], st["far_writes"])
+        if now == last and now[0] == "0":
+            return
+        last = now
+        time.sleep(0.2)
+    raise AssertionError(f"far traffic did not settle in {limit} s: {last}")
+
+
 def read_all(c: Client, latest: Latest, record: Record, phase: str) -> dict[int, bytes | None]:
     """Get every key (50 per request); check each answer; the answers."""
     out: dict[int, bytes | None] = {}
@@ -172,6 +191,7 @@ def run(host: netns.FarHost) -> Record:
             latest.check(record, "before", i, got)
             record.hits_before += got is not None
         record.far_hits_before = int(stat(c, "far_hits"))
+        quiesce(c)
 
         cut_at = time.monotonic()
         host.cut()
@@ -261,6 +281,7 @@ def run_lone(host: netns.FarHost) -> Lone:
         assert poll(c, "far_available", "1", 10.0, time.monotonic()) is not None
         for i in range(N):
             assert c.set(f"k{i}", value(i, 0), noreply=False)
+        quiesce(c)
         cut_at = time.monotonic()
         host.cut()
         for i in READ_DURING:
@@ -367,8 +388,10 @@ def test_a_lone_clients_far_gets_answer_within_the_far_timeout_while_cut(lone):
     reason="runtime/farclient.py counts a node down only once STALL_TIMEOUTS=3 requests in a"
     " row have timed out, and nothing probes a quiet connection (the one periodic request is"
     " the table's `gone` poll, 1 s after each answer): a client reading one far key at a time"
-    " saw the node down 4.2 s after the cut with --far-timeout 2 (its first get read twice,"
-    " see above; without that, the third timeout still comes at about 2x the timeout)",
+    " saw the node down 4.2 s after the cut with --far-timeout 2 (far_timeouts 3, far_reads"
+    " 2: its one get read twice, see above, and the third timeout was most likely the `gone`"
+    " poll); without the second read, the third timeout would still come at about 2x the"
+    " timeout",
 )
 def test_a_lone_client_sees_the_node_down_within_the_far_timeout(lone):
     assert lone.down_after is not None, lone.gets
