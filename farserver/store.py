@@ -35,7 +35,7 @@ from collections.abc import Iterator
 
 from farserver.errors import BadRequest, NoSpace
 from farserver.memory import INDEX_OVERHEAD, ITEM_OVERHEAD, Budget
-from farserver.seqlog import Entry, SeqLog
+from farserver.seqlog import SLACK, Entry, SeqLog
 from protocol.far import ITEM, DsType
 
 __all__ = ["Array", "Box", "HashTable", "Item", "Structure"]
@@ -112,7 +112,8 @@ class _Indexed:
             return False
         del self.seqs[index]
         self._uncharge(len(value) + _INDEX_COST)
-        self.log.maybe_compact(len(self.objects), self._live)
+        if len(self.log.seqs) > 2 * len(self.objects) + SLACK:
+            self.log.compact(self._live)
         return True
 
     def store_many(self, pairs: list[tuple[int, bytes | None]]) -> None:
@@ -138,7 +139,8 @@ class _Indexed:
                 seqs[index] = log.add(index)
         self.bytes += delta
         self.budget.used += delta
-        log.maybe_compact(len(objects), self._live)
+        if len(log.seqs) > 2 * len(objects) + SLACK:
+            log.compact(self._live)
 
     def scan(self, cursor: int, max_items: int, max_bytes: int, now: int):
         """SCAN: (next_cursor, entries) from `cursor` on, in write order (seqlog.py)."""
@@ -331,8 +333,10 @@ class HashTable:
 
     def _logged(self, key: bytes, item: Item) -> None:
         """Give `item`, just stored under `key`, the next seq."""
-        item.seq = self.log.add(key)
-        self.log.maybe_compact(len(self.items), self._live)
+        log = self.log
+        item.seq = log.add(key)
+        if len(log.seqs) > 2 * len(self.items) + SLACK:
+            log.compact(self._live)
 
     def _live(self, seq: int, key: bytes) -> bool:
         item = self.items.get(key)
@@ -418,7 +422,8 @@ class HashTable:
         cost = len(key) + len(item.value) + ITEM_OVERHEAD
         self.bytes -= cost
         self.budget.used -= cost
-        self.log.maybe_compact(len(self.items), self._live)
+        if len(self.log.seqs) > 2 * len(self.items) + SLACK:
+            self.log.compact(self._live)
 
 
 Structure = Box | Array | HashTable
