@@ -3,7 +3,8 @@
 An asyncio/uvloop TCP server speaking `protocol.far` (DESIGN.md §7). Clients
 construct data structures on it (boxes, arrays, hash tables), read, write
 and remove objects by name, and run memcached verbs and array reductions at
-the node (COMPUTE, AIFM's remote agent). Under its memory limit (-m) it
+the node (COMPUTE, AIFM's remote agent), and page through a structure's
+objects with a stable cursor (SCAN). Under its memory limit (-m) it
 evicts the least-recently-used items of cache tables; everything else gets
 NO_SPACE. It imports `protocol.far` and nothing of kvcache or runtime.
 
@@ -13,6 +14,7 @@ NO_SPACE. It imports `protocol.far` and nothing of kvcache or runtime.
     compute.py   compute op registry (name -> function)
     node.py      ds registry, construct params, counters, stats
     store.py     Box, Array, HashTable (LRU, expiry)
+    seqlog.py    write-order log and cursors of SCAN
     memory.py    per-object cost, the limit, eviction across cache tables
     errors.py    NodeError -> reply status
 """

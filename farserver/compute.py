@@ -125,9 +125,7 @@ def _retime(table: HashTable, key: bytes, exptime: int, now: int) -> Item | None
     if exptime and exptime <= now:
         table.remove(key, now)
     else:
-        item.exptime = exptime
-        if exptime:
-            table.expire_at(key, exptime)
+        table.retime(key, item, exptime)
     return item
 
 

@@ -5,13 +5,19 @@ key of a hash-table item and 8 bytes (the u64 id) for a box or array element.
 The overhead is the CPython memory around one object that is not its bytes,
 measured with tracemalloc on the 2-core dev machine (CPython 3.11):
 
-    hash-table item   371 B: 2 bytes-object headers (66), slotted Item (64),
+    hash-table item   428 B: 2 bytes-object headers (66), slotted Item (72),
                       cas int (32), OrderedDict slot + link node (~120), expiry
-                      heap entry and exptime int (~90)        -> ITEM_OVERHEAD 384
-    box/array object  109 B: bytes header (33), int id (32),
-                      dict slot (~44)                          -> INDEX_OVERHEAD 112
+                      heap entry and exptime int (~90), SCAN's write-order log
+                      (seqlog.py: seq int 32, two 8-byte log slots) -> ITEM_OVERHEAD 432
+    box/array object  210 B: bytes header (33), int id (32),
+                      dict slot (~44), SCAN's log: a seqs dict slot (~53),
+                      seq int (32), two 8-byte log slots       -> INDEX_OVERHEAD 224
 
-(`python -c 'import farserver.memory as m; print(m.measure())'` re-measures.)
+(`python -c 'import farserver.memory as m; print(m.measure())'` re-measures;
+before SCAN's log it measured 371 and 109.) Dead log entries (an object
+rewritten or gone since its entry, until the log is compacted, at most one
+per live object plus 1024) are not charged: 16 B each, plus in a hash table
+the dropped key bytes object of a rewritten item.
 The limit (`-m` MiB) bounds the sum of costs, so the process's RSS is about
 that plus the interpreter's ~20 MB.
 
@@ -31,8 +37,8 @@ from farserver.errors import NoSpace
 
 __all__ = ["INDEX_OVERHEAD", "ITEM_OVERHEAD", "Budget", "Evictable", "measure"]
 
-ITEM_OVERHEAD = 384  # bytes charged per hash-table item beyond key and value
-INDEX_OVERHEAD = 112  # bytes charged per box/array object beyond id and value
+ITEM_OVERHEAD = 432  # bytes charged per hash-table item beyond key and value
+INDEX_OVERHEAD = 224  # bytes charged per box/array object beyond id and value
 
 
 class Evictable(Protocol):

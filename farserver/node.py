@@ -90,6 +90,7 @@ class Node:
         self.writes = 0  # WRITE requests
         self.removes = 0  # REMOVE requests
         self.computes = 0  # COMPUTE requests
+        self.scans = 0  # SCAN requests
         self.connections = 0  # open connections
         self.total_connections = 0  # connections accepted since start
         self._next_ds = first_ds or random.randint(1, _MAX_DS)  # next id to try
@@ -141,6 +142,7 @@ class Node:
             "writes": self.writes,
             "removes": self.removes,
             "computes": self.computes,
+            "scans": self.scans,
             "structures": len(self.structures),
             "connections": self.connections,
             "total_connections": self.total_connections,

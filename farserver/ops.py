@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from farserver import compute
 from farserver.compute import Reply
+from farserver.errors import BadRequest
 from farserver.node import Node
 from protocol.far import (
     Frame,
@@ -23,9 +24,12 @@ from protocol.far import (
     decode_compute_args,
     decode_construct,
     decode_name,
+    decode_scan,
     decode_write,
     encode_construct_reply,
+    encode_scan_entries,
     encode_stats_reply,
+    scan_reply_head,
 )
 
 __all__ = ["HANDLERS", "Handler", "Reply"]
@@ -79,6 +83,16 @@ def _compute(node: Node, frame: Frame) -> Reply:
     return handler(structure, name, fields, data, node.now)
 
 
+def _scan(node: Node, frame: Frame) -> Reply:
+    node.scans += 1
+    cursor, max_items, max_bytes = decode_scan(frame.body)
+    structure = node.structure(frame.ds)
+    if max_items == 0:
+        raise BadRequest("scan with max_items 0")
+    next_cursor, entries = structure.scan(cursor, max_items, max_bytes, node.now)
+    return Status.OK, scan_reply_head(next_cursor, len(entries)), encode_scan_entries(entries)
+
+
 def _stats(node: Node, frame: Frame) -> Reply:
     return Status.OK, encode_stats_reply(node.stats()), b""
 
@@ -96,4 +110,5 @@ HANDLERS: dict[int, Handler] = {
     Op.COMPUTE: _compute,
     Op.STATS: _stats,
     Op.PING: _ping,
+    Op.SCAN: _scan,
 }

@@ -7,6 +7,9 @@
 
 Every structure charges its objects to the node's `Budget` (memory.py) and
 gives the bytes back when an object goes or the structure is destructed.
+Every write also gives the object a new sequence number in the structure's
+`SeqLog` (seqlog.py), which SCAN walks: reads, LRU moves and eviction order
+never change it, so scan cursors are stable.
 Invariants:
 - `self.bytes` is the sum of this structure's object costs; the budget's
   `used` is the sum over all structures.
@@ -18,6 +21,9 @@ Invariants:
   (exptime, key), whose stale entries are skipped and, when they outnumber
   live items twice over, rebuilt away.
 - Box and array objects have flags, exptime and cas 0 on the wire.
+- Every object has exactly one live log entry, (its seq, its name); the log
+  holds at most 2 x objects + SLACK entries once a write or removal is done.
+- `scan` changes nothing: no LRU move, no reclaiming of expired items.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Iterator
 
 from farserver.errors import BadRequest, NoSpace
 from farserver.memory import INDEX_OVERHEAD, ITEM_OVERHEAD, Budget
+from farserver.seqlog import SLACK, Entry, SeqLog
 from protocol.far import ITEM, DsType
 
 __all__ = ["Array", "Box", "HashTable", "Item", "Structure"]
@@ -43,13 +50,14 @@ GONE_LOG = 1 << 16  # keys that left without a REMOVE, kept for the client's `go
 class Item:
     """A hash-table value with memcached's metadata."""
 
-    __slots__ = ("flags", "exptime", "cas", "value")
+    __slots__ = ("flags", "exptime", "cas", "value", "seq")
 
     def __init__(self, flags: int, exptime: int, cas: int, value: bytes):
         self.flags = flags  # u32, opaque to the node
         self.exptime = exptime  # absolute unix seconds; 0 = never
         self.cas = cas  # u64, assigned by the client
         self.value = value
+        self.seq = 0  # its last write's seq in the table's SeqLog (set when stored)
 
     def header(self) -> bytes:
         """The 16-byte item header of a READ reply."""
@@ -65,7 +73,7 @@ def _index(name: bytes) -> int:
 class _Indexed:
     """Shared by Box and Array: u64 id -> bytes, no eviction, no expiry."""
 
-    __slots__ = ("ds", "budget", "objects", "bytes")
+    __slots__ = ("ds", "budget", "objects", "bytes", "seqs", "log")
     kind: DsType
 
     def __init__(self, ds: int, budget: Budget):
@@ -73,6 +81,8 @@ class _Indexed:
         self.budget = budget
         self.objects: dict[int, bytes] = {}
         self.bytes = 0  # sum of this structure's object costs
+        self.seqs: dict[int, int] = {}  # index -> its last write's seq; same keys as objects
+        self.log = SeqLog(int_names=True)  # (seq, index) per write, for SCAN
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -100,7 +110,10 @@ class _Indexed:
         value = self.objects.pop(index, None)
         if value is None:
             return False
+        del self.seqs[index]
         self._uncharge(len(value) + _INDEX_COST)
+        if len(self.log.seqs) > 2 * len(self.objects) + SLACK:
+            self.log.compact(self._live)
         return True
 
     def store_many(self, pairs: list[tuple[int, bytes | None]]) -> None:
@@ -115,18 +128,41 @@ class _Indexed:
                 delta += len(value) + _INDEX_COST
         if delta > 0:
             self.budget.make_room(delta)
+        seqs = self.seqs
+        log = self.log
         for index, value in pairs:
             if value is None:
-                objects.pop(index, None)
+                if objects.pop(index, None) is not None:
+                    del seqs[index]
             else:
                 objects[index] = value
+                seqs[index] = log.add(index)
         self.bytes += delta
         self.budget.used += delta
+        if len(log.seqs) > 2 * len(objects) + SLACK:
+            log.compact(self._live)
+
+    def scan(self, cursor: int, max_items: int, max_bytes: int, now: int):
+        """SCAN: (next_cursor, entries) from `cursor` on, in write order (seqlog.py)."""
+        objects = self.objects
+        seqs = self.seqs
+
+        def entry_of(seq: int, index: int) -> Entry | None:
+            if seqs.get(index) != seq:
+                return None  # removed or written again since
+            return _INDEX.pack(index), 0, 0, 0, objects[index]
+
+        return self.log.scan(cursor, max_items, max_bytes, entry_of)
+
+    def _live(self, seq: int, index: int) -> bool:
+        return self.seqs.get(index) == seq
 
     def free(self) -> None:
         """Destruct: give every byte back."""
         self._uncharge(self.bytes)
         self.objects.clear()
+        self.seqs.clear()
+        self.log.clear()
 
     def _uncharge(self, cost: int) -> None:
         self.bytes -= cost
@@ -179,7 +215,7 @@ class Array(_Indexed):
 class HashTable:
     """Key -> Item in LRU order; with evict=True, a cache the node may shrink."""
 
-    __slots__ = ("ds", "budget", "evict", "items", "bytes", "_heap", "gone", "gone_lost")
+    __slots__ = ("ds", "budget", "evict", "items", "bytes", "_heap", "gone", "gone_lost", "log")
     kind = DsType.HASHTABLE
 
     def __init__(self, ds: int, budget: Budget, evict: bool):
@@ -191,6 +227,7 @@ class HashTable:
         self._heap: list[tuple[int, bytes]] = []  # (exptime, key), may hold stale entries
         self.gone: deque[bytes] = deque()  # keys evicted/expired here, oldest first
         self.gone_lost = 0  # notices dropped because the log was full
+        self.log = SeqLog(int_names=False)  # (seq, key) per write, for SCAN
         if evict:
             budget.add_evictable(self)
 
@@ -261,13 +298,49 @@ class HashTable:
                     self._uncharge(key, items.pop(key))
                     self._gone(key)
                 raise
-        items[key] = item
         if old is not None:
-            items.move_to_end(key)
+            del items[key]  # re-inserted: the dict keeps this key object, as the log does
+        items[key] = item
         self.bytes += delta
         budget.used += delta
         if item.exptime:
             self.expire_at(key, item.exptime)
+        self._logged(key, item)
+
+    def retime(self, key: bytes, item: Item, exptime: int) -> None:
+        """Give the stored `item` of `key` a new exptime (touch, gat): a write, for SCAN."""
+        items = self.items
+        del items[key]  # to the recent end (get() put it there) with this key object
+        items[key] = item
+        item.exptime = exptime
+        if exptime:
+            self.expire_at(key, exptime)
+        self._logged(key, item)
+
+    def scan(self, cursor: int, max_items: int, max_bytes: int, now: int):
+        """SCAN: (next_cursor, entries) from `cursor` on, in write order (seqlog.py)."""
+        items = self.items
+
+        def entry_of(seq: int, key: bytes) -> Entry | None:
+            item = items.get(key)  # a plain dict lookup: no LRU move
+            if item is None or item.seq != seq:
+                return None  # gone or written again since
+            if item.exptime and item.exptime <= now:
+                return None  # expired: never returned (sweep or a read reclaims it)
+            return key, item.flags, item.exptime, item.cas, item.value
+
+        return self.log.scan(cursor, max_items, max_bytes, entry_of)
+
+    def _logged(self, key: bytes, item: Item) -> None:
+        """Give `item`, just stored under `key`, the next seq."""
+        log = self.log
+        item.seq = log.add(key)
+        if len(log.seqs) > 2 * len(self.items) + SLACK:
+            log.compact(self._live)
+
+    def _live(self, seq: int, key: bytes) -> bool:
+        item = self.items.get(key)
+        return item is not None and item.seq == seq
 
     def expire_at(self, key: bytes, exptime: int) -> None:
         """Note that `key` expires at `exptime` (call after changing an item's exptime)."""
@@ -284,6 +357,7 @@ class HashTable:
         self.items.clear()
         self._heap = []
         self.gone.clear()  # the client clears its filter with the table
+        self.log.clear()
 
     # -- reclaiming ---------------------------------------------------------
 
@@ -344,9 +418,12 @@ class HashTable:
         return lost, keys
 
     def _uncharge(self, key: bytes, item: Item) -> None:
+        """Give back a removed item's bytes (it is out of `items` already)."""
         cost = len(key) + len(item.value) + ITEM_OVERHEAD
         self.bytes -= cost
         self.budget.used -= cost
+        if len(self.log.seqs) > 2 * len(self.items) + SLACK:
+            self.log.compact(self._live)
 
 
 Structure = Box | Array | HashTable

@@ -1347,6 +1347,8 @@ def stream_farproto(seed: int) -> tuple[list, dict]:
         ("message", lambda b: far.decode_message(b)),
         ("names", lambda b: far.decode_names(b)),
         ("index", lambda b: far.decode_index(b)),
+        ("scan", lambda b: far.decode_scan(b)),
+        ("scan_reply", lambda b: far.decode_scan_reply(b)),
     ]
     ops = list(far.COMPUTE_OPS)
     for n in range(1500):
@@ -1364,6 +1366,8 @@ def stream_farproto(seed: int) -> tuple[list, dict]:
             far.encode_compute(opname, key, far.encode_compute_args(opname, *fields, data=data)),
             far.encode_hello(rng.randrange(3), key),
             far.encode_names([key, value[:10]]),
+            far.encode_scan(cas, flags, exptime),
+            far.encode_scan_reply(cas, [(key, flags, exptime, cas, value), (b"", 0, 0, 0, key)]),
         ]
         body = rng.choice(encoded)
         cut = rng.random()

@@ -12,6 +12,7 @@ Request bodies (after the 16-byte frame header, little-endian):
     COMPUTE    <H oplen> opname <H nlen> name args     (compute.py: args)
     STATS      (empty)
     PING       anything (echoed)
+    SCAN       <Q cursor> <I max_items> <I max_bytes>  (the header's ds)
 
 Reply bodies on OK:
 
@@ -20,6 +21,8 @@ Reply bodies on OK:
     READ       <I flags> <I exptime> <Q cas> value      ("the item")
     STATS      a UTF-8 JSON object
     COMPUTE    op-specific (compute.py)
+    SCAN       <Q next_cursor> <I count> then count entries, each
+               <H nlen> name <I flags> <I exptime> <Q cas> <I vlen> value
     others     empty
 
 Any other status's body is a UTF-8 message (maybe empty). A name is an
@@ -27,6 +30,30 @@ object's address: for boxes and arrays the 8-byte little-endian object id or
 element index (`encode_index`), for hash tables the key, at most 250 bytes.
 `exptime` is absolute unix seconds, 0 = never; flags and cas are 0 for boxes
 and arrays.
+
+SCAN enumerates a structure's objects in pages: a hash table's items, a
+box's or an array's objects (named as READ names them, flags, exptime and
+cas 0). A cursor is a position in the structure's write order: 0 starts a
+scan, each reply's next_cursor continues it, next_cursor 0 says it is
+complete. The node keeps no state per scan. Guarantees of a full scan (one
+ds, cursor 0 until next_cursor 0, on one node instance):
+- every object that exists when the last call runs is returned, and the
+  last entry returned for it is that state, whatever was written, removed,
+  evicted or expired between the calls (any write, touch included, puts an
+  object back ahead of the cursor); so every object that exists from the
+  first call to the last is returned at least once;
+- an object written during the scan may be returned more than once (older
+  states first); one removed during the scan may or may not appear;
+- an expired item is never returned; SCAN changes nothing (LRU order stays).
+A reply holds at most max_items entries (max_items 0 is a BAD_REQUEST) and at
+most max_bytes bytes of entries, except that a first entry bigger than
+max_bytes comes alone (a big value still makes progress); a node may also
+end a reply sooner (fewer entries, even none, with next_cursor not 0; the
+node's limits are farserver/seqlog.py's). Every cursor is valid: one from an
+older reply resumes there however the structure changed since (a retried
+or resumed scan), one past the structure's last write gives count 0 and
+next_cursor 0. Cursors are per structure; a ds that is gone (destructed, a
+restarted node) is NOT_FOUND.
 
 Decoders raise `FrameError` for a body that does not have its shape (short,
 trailing bytes, a name over 250 bytes, bad JSON, an unknown type); whether a
@@ -54,6 +81,9 @@ __all__ = [
     "INDEX",
     "ITEM",
     "MAX_OPNAME",
+    "SCAN",
+    "SCAN_ENTRY_SIZE",
+    "SCAN_HEAD",
     "decode_compute",
     "decode_construct",
     "decode_construct_reply",
@@ -63,6 +93,8 @@ __all__ = [
     "decode_item",
     "decode_message",
     "decode_name",
+    "decode_scan",
+    "decode_scan_reply",
     "decode_stats_reply",
     "decode_write",
     "encode_compute",
@@ -74,14 +106,22 @@ __all__ = [
     "encode_item",
     "encode_message",
     "encode_name",
+    "encode_scan",
+    "encode_scan_entries",
+    "encode_scan_reply",
     "encode_stats_reply",
     "encode_write",
     "item_header",
+    "scan_reply_head",
     "secret_from_file",
 ]
 
 MAX_OPNAME = 32  # bytes of a compute op's ASCII name
 
+SCAN = struct.Struct("<QII")  # SCAN's request: cursor, max_items, max_bytes
+SCAN_HEAD = struct.Struct("<QI")  # SCAN's reply: next_cursor (0 = complete), count
+_ENTRY = struct.Struct("<IIQI")  # a scan entry after its name: flags, exptime, cas, vlen
+SCAN_ENTRY_SIZE = 2 + _ENTRY.size  # 22: a scan entry's bytes beyond its name and value
 ITEM = struct.Struct("<IIQ")  # flags, exptime (unix s, 0 = never), cas; then the value
 INDEX = struct.Struct("<Q")  # a box's object id or an array's element index
 _H = struct.Struct("<H")  # name and opname lengths, HELLO's version
@@ -208,6 +248,73 @@ def decode_write(body: bytes) -> tuple[bytes, int, int, int, bytes]:
         raise FrameError(f"write body of {len(body)} bytes too short for a {nlen}-byte name")
     flags, exptime, cas = ITEM.unpack_from(body, start)
     return body[2:start], flags, exptime, cas, body[start + ITEM.size :]
+
+
+# -- scan ------------------------------------------------------------------
+
+ScanEntry = tuple[bytes, int, int, int, bytes]  # name, flags, exptime, cas, value
+
+
+def encode_scan(cursor: int, max_items: int, max_bytes: int) -> bytes:
+    """A SCAN body: where to resume (0: from the start) and how much one reply may hold."""
+    return SCAN.pack(cursor, max_items, max_bytes)
+
+
+def decode_scan(body: bytes) -> tuple[int, int, int]:
+    """(cursor, max_items, max_bytes) of a SCAN body."""
+    if len(body) != SCAN.size:
+        raise FrameError(f"scan body of {len(body)} bytes, not {SCAN.size}")
+    return SCAN.unpack(body)
+
+
+def scan_reply_head(next_cursor: int, count: int) -> bytes:
+    """The 12 bytes before a SCAN reply's entries."""
+    return SCAN_HEAD.pack(next_cursor, count)
+
+
+def encode_scan_entries(entries: list[ScanEntry]) -> bytes:
+    """A SCAN reply's entries, after its head: `<H nlen> name <I flags> <I exptime> <Q cas>
+    <I vlen> value` each, joined once."""
+    parts = []
+    pack = _ENTRY.pack
+    for name, flags, exptime, cas, value in entries:
+        _check_name(name)
+        parts.append(_H.pack(len(name)) + name + pack(flags, exptime, cas, len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def encode_scan_reply(next_cursor: int, entries: list[ScanEntry]) -> bytes:
+    """SCAN's reply body: next_cursor (0 = complete), the entry count, the entries."""
+    return SCAN_HEAD.pack(next_cursor, len(entries)) + encode_scan_entries(entries)
+
+
+def decode_scan_reply(body: bytes) -> tuple[int, list[ScanEntry]]:
+    """(next_cursor, [(name, flags, exptime, cas, value), ...]) of SCAN's reply body."""
+    size = len(body)
+    if size < SCAN_HEAD.size:
+        raise FrameError(f"scan reply of {size} bytes is shorter than its head")
+    next_cursor, count = SCAN_HEAD.unpack_from(body)
+    pos = SCAN_HEAD.size
+    entries: list[ScanEntry] = []
+    for i in range(count):
+        if size < pos + 2:
+            raise FrameError(f"scan reply ends before entry {i} of {count}")
+        nlen = _H.unpack_from(body, pos)[0]
+        if nlen > MAX_NAME:
+            raise FrameError(f"scan entry {i} has a name of {nlen} bytes, over {MAX_NAME}")
+        start = pos + 2 + nlen
+        if size < start + _ENTRY.size:
+            raise FrameError(f"scan entry {i} is cut short in its name or header")
+        flags, exptime, cas, vlen = _ENTRY.unpack_from(body, start)
+        end = start + _ENTRY.size + vlen
+        if size < end:
+            raise FrameError(f"scan entry {i} has a {vlen}-byte value cut short")
+        entries.append((body[pos + 2 : start], flags, exptime, cas, body[end - vlen : end]))
+        pos = end
+    if pos != size:
+        raise FrameError(f"scan reply has {size - pos} bytes after its {count} entries")
+    return next_cursor, entries
 
 
 # -- compute envelope ------------------------------------------------------

@@ -27,6 +27,7 @@ class Op(IntEnum):
     COMPUTE = 7  # <H oplen> op <H nlen> name args -> op-specific
     STATS = 8  # (empty)                    -> stats-json
     PING = 9  # anything                    -> the same bytes
+    SCAN = 10  # <Q cursor> <I max_items> <I max_bytes> -> <Q next_cursor> <I count> entries
 
 
 class Status(IntEnum):

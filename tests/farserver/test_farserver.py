@@ -65,6 +65,7 @@ STATS_KEYS = {
     "structures",
     "connections",
     "expired",
+    "scans",
 }
 
 
@@ -579,7 +580,7 @@ def _garbage(rng: random.Random) -> bytes:
     if kind == 1:
         return struct.pack("<I", rng.randrange(12)) + body  # shorter than the header
     if kind == 2:
-        return struct.pack("<IIBBHI", 12, 1, rng.choice([0, *range(10, 256)]), 0, 0, 0)
+        return struct.pack("<IIBBHI", 12, 1, rng.choice([0, *range(11, 256)]), 0, 0, 0)
     if kind == 3:
         return struct.pack("<IIBBHI", 12, 1, Op.PING, rng.randrange(1, 256), 0, 0)
     if kind == 4:  # a READ whose name length runs past its body

@@ -10,7 +10,11 @@ Spec under test:
   a large frame in small chunks is read in linear time;
 - every body encoder round-trips through its decoder, and malformed bodies
   (short, trailing bytes, names over 250 bytes, bad JSON, unknown types,
-  compute args of the wrong size) raise FrameError and nothing else.
+  compute args of the wrong size) raise FrameError and nothing else;
+- SCAN (op 10): request `<Q cursor> <I max_items> <I max_bytes>`, reply
+  `<Q next_cursor> <I count>` then count entries `<H nlen> name <I flags>
+  <I exptime> <Q cas> <I vlen> value`; a reply whose entries are cut short,
+  overlong or followed by bytes is a FrameError.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from protocol.far import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
     MAX_NAME,
+    SCAN_ENTRY_SIZE,
     VERSION,
     DsType,
     Frame,
@@ -47,6 +52,8 @@ from protocol.far import (
     decode_message,
     decode_name,
     decode_names,
+    decode_scan,
+    decode_scan_reply,
     decode_stats_reply,
     decode_write,
     encode_compute,
@@ -63,9 +70,13 @@ from protocol.far import (
     encode_message,
     encode_name,
     encode_names,
+    encode_scan,
+    encode_scan_entries,
+    encode_scan_reply,
     encode_stats_reply,
     encode_write,
     item_header,
+    scan_reply_head,
 )
 
 TRAILER = encode_frame(0xFFFFFFFF, Op.PING, 0, b"trailer")
@@ -156,7 +167,7 @@ def test_every_op_is_accepted():
         (struct.pack("<I", DEFAULT_MAX_FRAME + 1), "over the limit"),
         (struct.pack("<I", 0xFFFFFFFF), "over the limit"),
         (struct.pack("<IIBBHI", 12, 1, 0, 0, 0, 0), "unknown op 0"),
-        (struct.pack("<IIBBHI", 12, 1, 10, 0, 0, 0), "unknown op 10"),
+        (struct.pack("<IIBBHI", 12, 1, 11, 0, 0, 0), "unknown op 11"),
         (struct.pack("<IIBBHI", 12, 1, 255, 0, 0, 0), "unknown op 255"),
         (struct.pack("<IIBBHI", 12, 1, Op.PING, 1, 0, 0), "status 1 in a request"),
         (struct.pack("<IIBBHI", 12, 1, Op.PING, 0, 1, 0), "reserved field is 1"),
@@ -330,6 +341,85 @@ def test_gone_names_round_trip_and_truncation_is_an_error():
         decode_names(b"\x01")
 
 
+def test_scan_op_is_ten():
+    assert Op.SCAN == 10 and Op.PING == 9  # on the wire: never renumbered
+
+
+def test_scan_request_is_the_documented_bytes():
+    body = encode_scan(0x0102030405060708, 0x0A0B0C0D, 0x11121314)
+    assert body == bytes.fromhex("08070605040302010d0c0b0a14131211")
+    assert decode_scan(body) == (0x0102030405060708, 0x0A0B0C0D, 0x11121314)
+    assert decode_scan(encode_scan(0, 1, 0)) == (0, 1, 0)
+    assert decode_scan(encode_scan(2**64 - 1, 2**32 - 1, 2**32 - 1)) == (
+        2**64 - 1,
+        2**32 - 1,
+        2**32 - 1,
+    )
+
+
+def test_scan_reply_is_the_documented_bytes():
+    body = encode_scan_reply(7, [(b"ab", 1, 2, 3, b"xyz"), (b"", 0, 0, 0, b"")])
+    assert body == (
+        struct.pack("<QI", 7, 2)
+        + struct.pack("<H", 2)
+        + b"ab"
+        + struct.pack("<IIQI", 1, 2, 3, 3)
+        + b"xyz"
+        + struct.pack("<H", 0)
+        + struct.pack("<IIQI", 0, 0, 0, 0)
+    )
+    assert len(body) == 12 + 2 * SCAN_ENTRY_SIZE + 2 + 3 and SCAN_ENTRY_SIZE == 22
+    assert (
+        scan_reply_head(7, 2) + encode_scan_entries([(b"ab", 1, 2, 3, b"xyz"), (b"", 0, 0, 0, b"")])
+        == body
+    )
+
+
+def test_scan_reply_round_trips():
+    entries = [
+        (b"k" * MAX_NAME, 0xFFFFFFFF, 0xFFFFFFFF, 2**64 - 1, bytes(range(256)) * 40),
+        (b"", 0, 0, 0, b""),
+        (encode_index(2**64 - 1), 0, 0, 0, b"\r\nEND\r\n"),
+        (b"\x00\xff", 5, 1700000000, 9, b"\x00"),
+    ]
+    assert decode_scan_reply(encode_scan_reply(2**64 - 1, entries)) == (2**64 - 1, entries)
+    assert decode_scan_reply(encode_scan_reply(0, [])) == (0, [])
+    with pytest.raises(ValueError):
+        encode_scan_reply(1, [(b"k" * (MAX_NAME + 1), 0, 0, 0, b"")])
+
+
+_ONE_ENTRY = encode_scan_reply(3, [(b"key", 1, 2, 3, b"value")])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        _ONE_ENTRY[:11],  # head cut
+        struct.pack("<QI", 0, 1),  # count 1, no entry
+        _ONE_ENTRY[:13],  # name length cut
+        _ONE_ENTRY[:16],  # name cut
+        _ONE_ENTRY[:30],  # entry header cut
+        _ONE_ENTRY[:-1],  # value cut
+        _ONE_ENTRY + b"\0",  # trailing byte
+        struct.pack("<QI", 0, 0) + b"x",  # count 0, then bytes
+        struct.pack("<QI", 0, 2) + _ONE_ENTRY[12:],  # count says 2, one entry
+        struct.pack("<QIH", 0, 1, 251) + b"k" * 251 + struct.pack("<IIQI", 0, 0, 0, 0),
+        struct.pack("<QIH", 0, 1, 0) + struct.pack("<IIQI", 0, 0, 0, 2**32 - 1),  # huge vlen
+        struct.pack("<QI", 0, 2**32 - 1),  # huge count
+    ],
+)
+def test_malformed_scan_replies_raise_frame_error(body):
+    with pytest.raises(FrameError):
+        decode_scan_reply(body)
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 17, 32])
+def test_malformed_scan_requests_raise_frame_error(size):
+    with pytest.raises(FrameError):
+        decode_scan(b"\0" * size)
+
+
 def test_stats_and_message_round_trip():
     stats = {"bytes": 1, "limit_bytes": 2, "node": "n"}
     assert decode_stats_reply(encode_stats_reply(stats)) == stats
@@ -484,6 +574,8 @@ def test_garbage_bodies_raise_only_frame_error(body):
         decode_hello_reply,
         decode_stats_reply,
         decode_index,
+        decode_scan,
+        decode_scan_reply,
     ):
         try:
             decode(body)
