@@ -26,7 +26,7 @@ or dead, ~0.3-0.4 us each, so a reply holds the event loop ~5-7 ms at most
 (plus copying its values), and returns at most MAX_BYTES of entries, which
 fit the default 64 MiB + 1 KiB frame. A reply may so hold no entry at all
 while next_cursor is not 0 (16,384 dead or expired entries in a row).
-TODO: a first entry bigger than MAX_BYTES still comes alone, and a value
+Limits: a first entry bigger than MAX_BYTES still comes alone, and a value
 that filled a maximal WRITE frame makes a SCAN reply up to 16 bytes longer
 than that frame limit (46 + name + value against READ's 28 + value), which a
 reader with the same limit refuses.

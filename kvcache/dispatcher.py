@@ -288,7 +288,9 @@ class Dispatcher:
         Never parks: items fetched are admitted (or served non-temporally),
         keys whose reads failed read as misses, as in the parked path. A key
         that went far while the others were read (the evacuator ran) raises
-        WouldPark, nothing counted: the caller runs the get again, parked.
+        WouldPark, nothing counted: the caller runs the get again, parked;
+        but not after a failed read (`error`), which also leaves its key out
+        of `fetched`: reading again would wait a second far timeout.
         """
         table: RemHashTable = self.table
         table.admit_landed(fetched)
@@ -299,9 +301,10 @@ class Dispatcher:
         if None in found:
             rest = [key for key, hit in zip(keys, found, strict=True) if hit is None]
             items = table.landed_many(scope, rest, fetched)
-            for key, item in zip(rest, items, strict=True):
-                if item is None and key not in fetched and table.may_be_far(key):
-                    raise WouldPark("a key of the get went far while the others were read")
+            if error is None:  # after a failed read, a key not fetched is that read's miss
+                for key, item in zip(rest, items, strict=True):
+                    if item is None and key not in fetched and table.may_be_far(key):
+                        raise WouldPark("a key of the get went far while the others were read")
             self._fill(found, items)
         if error is not None:
             self.counters["far_errors"] += 1

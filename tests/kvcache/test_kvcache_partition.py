@@ -370,21 +370,12 @@ def test_a_lone_client_reads_misses_never_wrong_values_while_cut(lone):
     assert not any(hit for _, _, hit in lone.gets)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Dispatcher.get_landed (kvcache/dispatcher.py) takes a far read that failed"
-    " (FarTimeout) for 'a key of the get went far while the others were read': the key is"
-    " not in `fetched` and may_be_far() still holds, so it raises WouldPark and the get runs"
-    " again parked and reads again. One get of a far key took 4.17 s with --far-timeout 2"
-    " (2.19 s with 1), far_reads +2 for that one get; gets sent together escape it because"
-    " their timeouts stall the node at once and the re-run fails fast",
-)
 def test_a_lone_clients_far_gets_answer_within_the_far_timeout_while_cut(lone):
     assert max(s for _, s, _ in lone.gets) <= FAR_TIMEOUT + SLACK, lone.gets
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # issue 12's detection work makes it pass; until then timing may let it
     reason="runtime/farclient.py counts a node down only once STALL_TIMEOUTS=3 requests in a"
     " row have timed out, and nothing probes a quiet connection (the one periodic request is"
     " the table's `gone` poll, 1 s after each answer): a client reading one far key at a time"
