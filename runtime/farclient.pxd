@@ -42,6 +42,8 @@ cdef class FarClient:
     cdef public Py_ssize_t resets
     cdef public Py_ssize_t stalls
     cdef public double downtime
+    cdef public Py_ssize_t bytes_sent
+    cdef public Py_ssize_t bytes_received
 
     cpdef submit(self, object op, object ds, object body, object callback)
     cpdef _send(self, object op, object ds, object body, object callback)

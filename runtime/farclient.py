@@ -115,6 +115,7 @@ class _Protocol:
         reader = cython.declare(FrameReader, self.reader)  # C calls, no Frame objects
         reader.feed(data)
         client = cython.declare(FarClient, self.client)
+        client.bytes_received += len(data)
         try:
             while reader._advance():
                 client._deliver(reader.req_id, reader.status, reader.body)
@@ -185,6 +186,8 @@ class FarClient:
         self.resets = 0  # new node instances seen
         self.stalls = 0  # times the node was declared stalled
         self.downtime = 0.0  # seconds unavailable, over past outages
+        self.bytes_sent = 0  # frame bytes written to the node, headers included
+        self.bytes_received = 0  # frame bytes read from it
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -342,6 +345,8 @@ class FarClient:
             "far_available": int(self.available),
             "far_state": self.state,
             "far_down_seconds": round(self.downtime + self.down_seconds(), 3),
+            "far_bytes_sent": self.bytes_sent,
+            "far_bytes_received": self.bytes_received,
         }
 
     # -- internals -----------------------------------------------------------
@@ -351,7 +356,9 @@ class FarClient:
         buf, self._wbuf = self._wbuf, []
         proto = self._proto
         if buf and proto is not None and proto.transport is not None:
-            proto.transport.write(b"".join(buf))
+            data = b"".join(buf)
+            self.bytes_sent += len(data)
+            proto.transport.write(data)
 
     @cython.locals(reply=FarReply)
     def _deliver(self, req_id: int, status: int, body: bytes) -> None:

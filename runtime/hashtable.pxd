@@ -48,6 +48,7 @@ cdef class RemHashTable(Remoteable):
     cpdef void _drop_slot(self, Py_ssize_t slot)
     cpdef Py_ssize_t _find(self, object key, long long h) except -2
     cpdef Py_ssize_t find_live(self, object key, unsigned int now) except -2
+    cpdef list values_of(self, list keys, unsigned int now)
     cpdef unsigned int flags_of(self, Py_ssize_t slot)
     cpdef unsigned long long cas_of(self, Py_ssize_t slot)
     cpdef Py_ssize_t value_len(self, Py_ssize_t slot) except -1

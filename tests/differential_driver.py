@@ -46,7 +46,7 @@ the cuckoo filter):
             Only commands whose replies cannot depend on where items are
             (Commands' `far`), a clock that stands still, cas uniques masked;
             the reply bytes are compared, not the counters.
-  table     RemHashTable's API directly (set/get/get_many/peek/lookup_many/
+  table     RemHashTable's API directly (set/get/get_many/peek/lookup_many/values_of/
             find_live/flags_of/cas_of/value_len/copy_value/delete/set_exptime/
             set_cas/set_state/clear), on a heap of 32 KiB segments small enough
             that the evacuator runs, with no far node (the cache forgets cold
@@ -1013,9 +1013,19 @@ def _value(rng: random.Random, n: int) -> bytes:
     return (block * (n // 16 + 1))[:n]
 
 
-TABLE_OPS = ("set", "get", "get_many", "peek", "lookup_many", "find_live", "delete", "change")
+TABLE_OPS = (
+    "set",
+    "get",
+    "get_many",
+    "peek",
+    "lookup_many",
+    "values_of",
+    "find_live",
+    "delete",
+    "change",
+)
 TABLE_OPS += ("clear", "resident")
-TABLE_WEIGHTS = (300, 200, 50, 50, 50, 70, 80, 100, 1, 99)
+TABLE_WEIGHTS = (300, 200, 50, 50, 50, 20, 70, 80, 100, 1, 99)
 
 
 def stream_table(seed: int) -> tuple[list, dict]:
@@ -1092,6 +1102,11 @@ def stream_table(seed: int) -> tuple[list, dict]:
                     None if x is None else (x[0], x[1], bytes(x[2]))
                     for x in table.lookup_many(scope, ks, now)
                 ]
+            elif what == "values_of":
+                ks = [key() for _ in range(rng.randrange(1, 6))]
+                now = int(clock.now)
+                op = ("values_of", ks, now)
+                result = table.values_of(ks, now)
             elif what == "find_live":
                 k = key()
                 now = int(clock.now)

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from struct import Struct
 from typing import Any
 
-from loadtest.webfrontend.data import ELEM_SIZE, KEY_SIZE, Dataset, Responder
+from loadtest.webfrontend.data import ELEM_SIZE, KEY_SIZE, VALUE_SIZE, Dataset, Responder
 from loadtest.webfrontend.paging import (
     PAGE,
     BlockingFar,
@@ -51,14 +51,15 @@ from loadtest.webfrontend.paging import (
     PagedMemory,
     slots_for,
 )
-from protocol.far import HEADER_SIZE, Op, Status, encode_index, encode_write
-from runtime import hashtable as _hashtable
+from protocol.far import Op, Status, encode_index, encode_write
 from runtime import hub as H
 from runtime.cuckoo import CuckooFilter
 from runtime.errors import FarDataLost, FarTimeout
 from runtime.farclient import FarClient
 from runtime.farprocess import FarProcess
-from runtime.hashtable import RemHashTable
+from runtime.hashtable import ITEM_HEADER, RemHashTable
+from runtime.heap import HEADER_SIZE as OBJECT_HEADER_SIZE
+from runtime.heap import align
 from runtime.manager import Manager
 from runtime.pointer import PRESENT, far_word
 from runtime.scope import DerefScope
@@ -74,11 +75,14 @@ __all__ = [
 ]
 
 MiB = 1 << 20
-HEAP_ITEM_BYTES = 56  # a resident item in the heap: 16 object header + 24 item header + 12 + 4
-# Local index bytes per resident item (measured): ~150 with a dict index (entry, key
-# object, slot int, list and word slots); with runtime.slotindex's arrays 24 B at 25%
-# (entries at 1/3-2/3 load, a 4-byte hash and an 8-byte word per slot): 28 with slack.
-INDEX_BYTES_PER_ITEM = 28 if hasattr(_hashtable, "SlotIndex") else 150
+# A resident item in the heap: the object header, the item header, key and value, 8-aligned.
+HEAP_ITEM_BYTES = align(OBJECT_HEADER_SIZE + ITEM_HEADER.size + KEY_SIZE + VALUE_SIZE)
+# Local index bytes per resident item (measured): runtime.slotindex's arrays cost 24 B at
+# 25% (entries at 1/3-2/3 load, a 4-byte hash and an 8-byte word per slot): 28 with slack.
+# (A hasattr(hashtable, "SlotIndex") test once chose 150 B here, a dict index's cost: the
+# compiled module cimports SlotIndex, so the test failed and every far point landed at
+# about a third of its nominal local memory.)
+INDEX_BYTES_PER_ITEM = 28
 MIN_HEAP = 256 * 1024
 
 
@@ -107,21 +111,6 @@ def _quiet(msg: str) -> None:
 # -- far mode -------------------------------------------------------------------
 
 
-class CountingFarClient(FarClient):
-    """A FarClient that counts wire bytes both ways (frame headers included)."""
-
-    bytes_sent = 0
-    bytes_received = 0
-
-    def _flush(self) -> None:
-        self.bytes_sent += sum(map(len, self._wbuf))
-        super()._flush()
-
-    def _deliver(self, req_id: int, status: int, body: bytes) -> None:
-        self.bytes_received += HEADER_SIZE + len(body)
-        super()._deliver(req_id, status, body)
-
-
 class WebTable(RemHashTable):
     """RemHashTable of 12-byte keys and u32 values, summed 32 at a time."""
 
@@ -131,32 +120,31 @@ class WebTable(RemHashTable):
         self.far_lookups = 0  # keys that were not resident (fetched far)
 
     def lookup_sum(self, scope: DerefScope, keys: list[bytes]) -> int:
-        """Sum of the keys' values: resident ones by lookup_many, the rest far. May park.
+        """Sum of the keys' values: resident ones copied by values_of, the rest far. May park.
 
-        Before the far batch parks, the scope's pins are dropped (the resident
-        values are already summed): 64 green threads parked holding pins could
-        otherwise pin a small heap whole and starve the allocations their own
-        fetches need.
+        The resident values are 4-byte copies (values_of: no view, no pin), so
+        nothing is pinned while the far batch parks: 64 green threads parked
+        holding pins could otherwise pin a small heap whole and starve the
+        allocations their own fetches need.
         """
-        unpack = _U32.unpack
         total = 0
         missing = None
-        for key, hit in zip(keys, self.lookup_many(scope, keys, int(self.clock())), strict=True):
-            if hit is None:
+        from_bytes = int.from_bytes
+        for key, value in zip(keys, self.values_of(keys, int(self.clock())), strict=True):
+            if value is None:
                 if missing is None:
                     missing = [key]
                 else:
                     missing.append(key)
             else:
-                total += unpack(hit[2])[0]
+                total += from_bytes(value, "little")
         self.lookups += len(keys)
         if missing is not None:
             self.far_lookups += len(missing)
-            scope.release()
             for key, item in zip(missing, self.get_many(scope, missing), strict=True):
                 if item is None:
                     raise FarDataLost(f"key {key!r} is neither local nor far")
-                total += unpack(item.value)[0]
+                total += from_bytes(item.value, "little")
         return total
 
     def load_far(self, items, window: int = 2048) -> None:
@@ -226,7 +214,7 @@ class FarBackend:
         heap = max(MIN_HEAP, (target_bytes - fixed) * HEAP_ITEM_BYTES // per_item)
         seg = segment_size_for(heap, threads)
         heap = heap // seg * seg
-        self.far = CountingFarClient("127.0.0.1", port, timeout=10)
+        self.far = FarClient("127.0.0.1", port, timeout=10)
         self.mgr = mgr = Manager(heap, self.far, segment_size=seg)
         mgr.start()
         if not self.far.wait_ready(15):

@@ -200,6 +200,27 @@ def test_lookup_many_serves_live_residents_and_leaves_the_rest():
     assert atime == now
 
 
+def test_values_of_copies_live_resident_values_and_pins_nothing():
+    def main():
+        table = RemHashTable(Manager(4 * MiB))
+        now = int(time.time())
+        table.set(b"a", b"A" * 10, flags=7)
+        table.set(b"old", b"O", exptime=now - 1)
+        table.set(b"b", b"B" * 300, exptime=now + 100)
+        table.set(b"empty", b"")
+        got = table.values_of([b"a", b"missing", b"old", b"b", b"empty", b"a"], now)
+        with DerefScope() as scope:
+            state = table.peek(scope, b"b").state
+        pinned = sum(seg.pins for seg in table.manager.heap.table if seg is not None)
+        return got, state, pinned
+
+    got, state, pinned = H.run(main)
+    assert got == [b"A" * 10, None, None, b"B" * 300, b"", b"A" * 10]
+    assert all(type(v) is bytes for v in got if v is not None)  # copies, not views
+    assert state & 1  # FETCHED, as lookup_many marks it
+    assert pinned == 0
+
+
 def test_overwriting_a_resident_item_with_a_far_copy_removes_that_copy(far_node):
     def main(mgr):
         table = RemHashTable(mgr)
