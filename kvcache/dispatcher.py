@@ -32,6 +32,7 @@ from protocol.memcache import (
     DELETED,
     END,
     EXISTS,
+    KEY_MAX_LENGTH,
     MEMLIMIT_TOO_LARGE,
     MEMLIMIT_TOO_SMALL,
     MN,
@@ -70,6 +71,7 @@ if cython.compiled:
         PyByteArray_FromStringAndSize,
         PyByteArray_Resize,
     )
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.libc.string import memcpy
     from cython.cimports.libc.time import time as c_time
     from cython.cimports.protocol.memcache.replies import HEADER_ROOM, write_value_header
@@ -345,10 +347,29 @@ class Dispatcher:
         i: cython.Py_ssize_t
         slot: cython.Py_ssize_t
         with_cas: cython.bint = req.cas
-        if cython.compiled:  # one buffer, written in place, grown as it fills
-            flags = cython.declare(cython.uint, 0)
-            cas = cython.declare(cython.ulonglong, 0)
-            nvalue = cython.declare(cython.long, 0)
+        flags: cython.uint = 0
+        cas: cython.ulonglong = 0
+        nvalue: cython.long = 0
+        if cython.compiled and n == 1 and len(keys[0]) <= KEY_MAX_LENGTH:
+            # one key (most gets): the reply is a bytes of its exact size, which the
+            # transport writes as is (a bytearray it would first wrap in a cast view)
+            head = cython.declare(cython.char[328])  # HEADER_ROOM (71) + a 250-byte key
+            key = keys[0]
+            slot = table.find_live(key, now)
+            if slot < 0:
+                return False
+            value = table.item_fields(
+                slot, cython.address(flags), cython.address(cas), cython.address(nvalue)
+            )
+            hlen: cython.Py_ssize_t = (
+                write_value_header(head, key, flags, nvalue, cas, with_cas) - head
+            )
+            reply = PyBytes_FromStringAndSize(cython.NULL, hlen + nvalue + 7)
+            p = PyBytes_AS_STRING(reply)
+            memcpy(p, head, hlen)
+            memcpy(p + hlen, value, nvalue)
+            memcpy(p + hlen + nvalue, b"\r\nEND\r\n", 7)
+        elif cython.compiled:  # one buffer, written in place, grown as it fills
             used: cython.Py_ssize_t = 0
             room: cython.Py_ssize_t = n * (HEADER_ROOM + 128) + 5
             reply = PyByteArray_FromStringAndSize(cython.NULL, room)

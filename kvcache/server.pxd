@@ -27,6 +27,8 @@ cdef class Connection:
     cdef public dict handlers
     cdef public Parser parser
     cdef public object transport
+    cdef public object _write
+    cdef public object _is_closing
     cdef public bint owned
     cdef public bint closing
     cdef public object ahead

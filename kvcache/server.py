@@ -98,6 +98,8 @@ class Connection:
         self.handlers = listener.dispatcher.handlers
         self.parser = Parser(item_size_max=listener.item_size_max)
         self.transport: asyncio.Transport | None = None
+        self._write: Any = None  # transport.write and transport.is_closing, bound
+        self._is_closing: Any = None
         self.owned = False  # a pooled greenlet is running this connection's requests
         self.closing = False
         self.ahead: deque = deque()  # parsed ahead (events or ProtocolErrors), run first
@@ -115,6 +117,9 @@ class Connection:
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # bound once: each reply batch then calls them with no method lookup
+        self._write = transport.write  # type: ignore[attr-defined]
+        self._is_closing = transport.is_closing
         lst = self.listener
         lst.total_connections += 1
         if len(lst.connections) >= lst.max_connections:
@@ -332,13 +337,12 @@ class Connection:
 
     def _finish(self, out: list, scope: DerefScope) -> None:
         """Write a batch of replies at once, then release the scope its values came from."""
-        transport = self.transport
-        if out and transport is not None and not transport.is_closing():
+        if out and self._write is not None and not self._is_closing():
             data = out[0]  # one reply, a bytes or bytearray of its own: written as is
             if len(out) > 1 or type(data) is memoryview:  # a view dies with the scope
                 data = b"".join(out)
             self.listener.bytes_written += len(data)
-            transport.write(data)
+            self._write(data)
         del out[:]
         if scope._pins:
             scope.release()

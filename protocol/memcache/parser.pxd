@@ -26,5 +26,6 @@ cdef class Parser:
     cdef public Py_ssize_t _parts_len
     cdef public bint _nul
 
+    cpdef feed(self, object data)
     cpdef object next_event(self)
     cdef object _fast_set(self, bytes buf, Py_ssize_t pos, Py_ssize_t end)

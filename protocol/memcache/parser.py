@@ -216,6 +216,8 @@ class Parser:
         buf: bytes = self._buf
         pos: cython.Py_ssize_t = self._pos
         nl: cython.Py_ssize_t
+        if pos >= len(buf):  # the read is used up (what _next_slow would answer, no call)
+            return NEED_DATA
         if cython.compiled:
             data = PyBytes_AS_STRING(buf)
             hit = cython.cast(cython.p_char, memchr(data + pos, 10, len(buf) - pos))
