@@ -31,6 +31,8 @@ cdef class Dispatcher:
     cdef public Py_ssize_t fast_sets
 
     cpdef get(self, object req, DerefScope scope, list out)
+    cpdef bint start_far_get(self, object req, object on_landed) except -1
+    cpdef get_landed(self, object req, DerefScope scope, list out, dict fetched, object error)
     cpdef bint _get_resident(self, Get req, list out) except -1
     cdef unsigned int _now(self) except? 0
     cpdef bint _set_fast(self, Store req, list out) except -1
