@@ -13,7 +13,7 @@ STAMP := $(VENV)/.stamp-install
 CONSTRAINTS := $(CURDIR)/build-constraints.txt
 PIP_OLD_CYTHON := PIP_CONSTRAINT=$(CONSTRAINTS) PIP_BUILD_CONSTRAINT=$(CONSTRAINTS) $(BIN)/pip
 
-.PHONY: ext test test-pure lint format bench run locust webfrontend clean
+.PHONY: ext test test-pure lint format bench run locust webfrontend clean certs
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ format: $(STAMP)
 
 bench: $(STAMP) $(EXT_STAMP)
 	$(BIN)/python -m loadtest.bench_protocol
+
+# A test CA and server/client certificates for --tls-cert/--tls-key/--tls-ca, in certs/.
+certs:
+	sh docker/make-certs.sh certs
 
 run: $(STAMP) $(EXT_STAMP)
 	$(BIN)/python -m kvcache -p 11211 -l 127.0.0.1

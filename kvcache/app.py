@@ -24,7 +24,7 @@ import sys
 import time
 
 from kvcache import compiled
-from kvcache.config import Settings
+from kvcache.config import Settings, TLSError, load_tls
 from kvcache.dispatcher import Dispatcher
 from kvcache.server import Listener
 from kvcache.stats import FarNodeStats
@@ -69,10 +69,13 @@ class App:
             on_memlimit=self._memlimit,
         )
         self.listener = Listener(self.dispatcher, self.hub, s.max_connections, s.item_size_max)
-        self.dispatcher.stats_source = self.listener.stats
+        self.dispatcher.stats_source = self._stats
         self.dispatcher.settings_source = self._settings
         self.dispatcher.far_stats = FarNodeStats(far) if far is not None else None
         self.dispatcher.supervision_source = self._supervision
+        if s.ssl_context is not None:
+            self.dispatcher.on_refresh_certs = self._refresh_certs
+        self.cert_refreshed = time.monotonic()  # when the TLS certificates were loaded
         self._stopping = False
 
     def _settings(self) -> list[tuple[str, object]]:
@@ -85,7 +88,33 @@ class App:
             ("backlog", s.listen_backlog),
             ("compiled", "yes" if compiled.compiled() else "no"),
             ("far", far),
+            ("ssl_enabled", "yes" if s.ssl_context is not None else "no"),
+            ("ssl_chain_cert", s.tls_cert or ""),
+            ("ssl_key", s.tls_key or ""),
+            ("ssl_ca_cert", s.tls_ca or ""),
+            ("ssl_verify_mode", 2 if s.tls_ca else 0),  # memcached's SSL_VERIFY_* numbers
+            ("ssl_min_version", "tlsv1.2"),
         ]
+
+    def _stats(self) -> list[tuple[str, object]]:
+        out = self.listener.stats()
+        if self.settings.ssl_context is not None:  # as memcached -Z reports it
+            out.append(
+                ("time_since_server_cert_refresh", int(time.monotonic() - self.cert_refreshed))
+            )
+        return out
+
+    def _refresh_certs(self) -> str | None:
+        """refresh_certs: reload the certificate files into the listener's context."""
+        s = self.settings
+        assert s.ssl_context is not None and s.tls_cert and s.tls_key
+        try:
+            load_tls(s.ssl_context, s.tls_cert, s.tls_key, s.tls_ca)
+        except TLSError as exc:
+            log.warning("refresh_certs failed: %s", exc)
+            return str(exc)
+        self.cert_refreshed = time.monotonic()
+        return None
 
     def _supervision(self) -> dict[str, object]:
         return self.supervisor.stats() if self.supervisor is not None else {}
@@ -97,7 +126,11 @@ class App:
         try:
             server = loop.run_until_complete(
                 loop.create_server(
-                    self.listener.protocol, s.listen, s.port, backlog=s.listen_backlog
+                    self.listener.protocol,
+                    s.listen,
+                    s.port,
+                    backlog=s.listen_backlog,
+                    ssl=s.ssl_context,
                 )
             )
         except OSError as exc:

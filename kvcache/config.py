@@ -3,6 +3,7 @@
     kvcache [-p 11211] [-l 127.0.0.1] [-m MB] [-I SIZE] [-c CONNS] [-b BACKLOG]
             [--far HOST:PORT | none] [--far-memory MB] [--nt-threshold SIZE]
             [--far-timeout SECONDS] [--secret-file F] [-A] [-v]
+            [-Z] [--tls-cert F --tls-key F [--tls-ca F]]
 
 Without --far an embedded far node is started as a child process on an
 ephemeral loopback port (supervised: restarted when it dies; stopped on
@@ -10,16 +11,25 @@ exit); `--far none` runs local only: cold items are evicted, as memcached
 evicts them. -I is bounded as memcached bounds it: at least 1024 bytes, at
 most 1 GiB and at most half of -m. A secret file that cannot be read is a
 one-line error (exit status 1), as is a port that cannot be bound.
+
+TLS for clients, as memcached's -Z (1.5.13+): --tls-cert (the certificate
+chain, PEM) and --tls-key turn it on for the listener (-Z only insists on
+them); --tls-ca also requires every client to present a certificate that CA
+signed (memcached's ssl_verify_mode 2 with ssl_ca_cert). Certificates that
+cannot be loaded are a one-line error at startup; `refresh_certs` reloads
+them while serving.
 """
 
 from __future__ import annotations
 
 import argparse
+import ssl
 from dataclasses import dataclass
+from typing import Any
 
 from protocol.far import secret_from_file
 
-__all__ = ["Settings", "parse_args", "parse_size"]
+__all__ = ["Settings", "TLSError", "load_tls", "parse_args", "parse_size", "tls_context"]
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -65,6 +75,48 @@ class Settings:
     secret: bytes = b""  # the secret file's bytes less one trailing newline
     enable_shutdown: bool = False  # -A: allow the shutdown command
     verbose: int = 0
+    tls_cert: str | None = None  # client TLS: certificate chain (PEM)
+    tls_key: str | None = None  # its private key
+    tls_ca: str | None = None  # require client certificates this CA signed
+    ssl_context: Any = None  # the listener's ssl.SSLContext (None: plain TCP)
+
+
+class TLSError(Exception):
+    """Certificates that cannot be loaded: memcached's message for it."""
+
+
+def load_tls(ctx: ssl.SSLContext, cert: str, key: str, ca: str | None) -> None:
+    """Load the certificate chain, key and client CA into `ctx`; TLSError if any fails.
+
+    Each file is tried on a scratch context first, so a refresh that fails
+    leaves `ctx` as it was (memcached's refresh_certs can leave it half done).
+    """
+    for target in (ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ctx):
+        try:
+            target.load_cert_chain(cert, key)
+        except FileNotFoundError as exc:
+            raise TLSError(
+                f"Error loading the certificate chain: {cert} : {exc.strerror}"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            raise TLSError(
+                f"Error loading the certificate chain or key: {cert}, {key} : {exc}"
+            ) from None
+        if ca is not None:
+            try:
+                target.load_verify_locations(cafile=ca)
+            except (ssl.SSLError, OSError) as exc:
+                raise TLSError(f"Error loading the CA certificate: {ca} : {exc}") from None
+
+
+def tls_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
+    """A server context: TLS 1.2 or later, client certificates required when `ca` is given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_tls(ctx, cert, key, ca)
+    if ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -87,6 +139,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ap.add_argument("--secret-file", default=None, help="far node shared secret file")
     ap.add_argument("-A", "--enable-shutdown", action="store_true", help="allow `shutdown`")
     ap.add_argument("-v", "--verbose", action="count", default=0)
+    ap.add_argument(
+        "-Z", "--enable-ssl", action="store_true", help="TLS for clients (needs --tls-cert/key)"
+    )
+    ap.add_argument("--tls-cert", default=None, help="client TLS certificate chain (PEM)")
+    ap.add_argument("--tls-key", default=None, help="its private key (PEM)")
+    ap.add_argument("--tls-ca", default=None, help="require client certificates from this CA")
     a = ap.parse_args(argv)
     if a.memory_limit < 3:
         ap.error("-m must be at least 3 (MB: three 1 MiB segments)")
@@ -100,6 +158,18 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         )
     if a.listen_backlog < 1:
         ap.error("-b: the listen backlog must be at least 1")
+    if (a.tls_cert is None) != (a.tls_key is None):
+        ap.error("--tls-cert and --tls-key go together")
+    if a.enable_ssl and a.tls_cert is None:
+        ap.error("-Z: TLS needs --tls-cert and --tls-key")
+    if a.tls_ca is not None and a.tls_cert is None:
+        ap.error("--tls-ca: client certificates are checked only with --tls-cert and --tls-key")
+    ssl_context = None
+    if a.tls_cert is not None:
+        try:
+            ssl_context = tls_context(a.tls_cert, a.tls_key, a.tls_ca)
+        except TLSError as exc:
+            ap.exit(1, f"kvcache: {exc}\n")
     secret = b""
     if a.secret_file:
         try:
@@ -123,4 +193,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         secret=secret,
         enable_shutdown=a.enable_shutdown,
         verbose=a.verbose,
+        tls_cert=a.tls_cert,
+        tls_key=a.tls_key,
+        tls_ca=a.tls_ca,
+        ssl_context=ssl_context,
     )

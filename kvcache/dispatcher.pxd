@@ -15,6 +15,7 @@ cdef class Dispatcher:
     cdef public object stats_source
     cdef public object on_shutdown
     cdef public object on_memlimit
+    cdef public object on_refresh_certs
     cdef public object verbosity
     cdef public object version_string
     cdef public object settings_source

@@ -131,6 +131,7 @@ class Dispatcher:
         self.stats_source = stats  # extra stats (server, far) for `stats`
         self.on_shutdown = on_shutdown  # None: "ERROR: shutdown not enabled"
         self.on_memlimit = on_memlimit  # cache_memlimit MB -> adjusted?
+        self.on_refresh_certs: Callable[[], str | None] | None = None  # client TLS on: reload
         self.verbosity = 0
         self.version_string = VERSION
         self.settings_source: Callable[[], list[tuple[str, Any]]] | None = None
@@ -891,8 +892,17 @@ class Dispatcher:
         raise ClientError("watch commands not allowed", noreply=req.noreply)
 
     def refresh_certs(self, req: Any, scope: DerefScope, out: list) -> None:
-        """refresh_certs: memcached's answer without TLS (sent even with noreply)."""
-        out.append(TLS_NOT_ENABLED)
+        """refresh_certs: reload the client TLS certificates; OK, or why not (as memcached).
+
+        Its answers go out even with noreply, as memcached's do. Without TLS:
+        "Error TLS not enabled". A failed reload keeps the certificates in use
+        and answers memcached's error line for it.
+        """
+        if self.on_refresh_certs is None:
+            out.append(TLS_NOT_ENABLED)
+            return
+        error = self.on_refresh_certs()
+        out.append(OK if error is None else error.encode("utf-8", "replace") + b"\r\n")
 
     # -- meta commands ----------------------------------------------------------------
 

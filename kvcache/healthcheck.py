@@ -1,6 +1,9 @@
 """`python -m kvcache.healthcheck HOST:PORT`: is a kvcache (or far node) serving?
 
     kvcache    connect, send `version`, expect one `VERSION ...` line
+               (--tls-ca CA: over TLS, the server's certificate checked
+               against CA; --tls-cert/--tls-key: the client's, when the
+               server requires one)
     far node   (--far) connect, HELLO with the shared secret, then PING;
                expect OK for both and PING's bytes echoed
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import ssl
 import sys
 import time
 
@@ -66,10 +70,13 @@ def _secret(path: str) -> bytes:
     return secret[:-1] if secret.endswith(b"\n") else secret
 
 
-def check_kvcache(host: str, port: int, timeout: float = 3.0) -> str:
+def check_kvcache(
+    host: str, port: int, timeout: float = 3.0, tls: ssl.SSLContext | None = None
+) -> str:
     """The server's `VERSION ...` line; raises OSError or ValueError if unhealthy."""
     deadline = time.monotonic() + timeout
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
         sock.sendall(b"version\r\n")
         line = _recv_line(sock, deadline)
     if not line.startswith(b"VERSION "):
@@ -108,14 +115,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--far", action="store_true", help="the address is a far node")
     ap.add_argument("--secret-file", default=None, help="far node shared secret file")
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    ap.add_argument("--tls-ca", default=None, help="kvcache over TLS: the CA of its certificate")
+    ap.add_argument("--tls-cert", default=None, help="with --tls-ca: a client certificate")
+    ap.add_argument("--tls-key", default=None, help="its private key")
     a = ap.parse_args(argv)
+    if (a.tls_cert or a.tls_key) and not (a.tls_ca and a.tls_cert and a.tls_key):
+        ap.error("--tls-cert and --tls-key go together, with --tls-ca")
     host, port = a.address
     try:
         if a.far:
             secret = _secret(a.secret_file) if a.secret_file else b""
             answer = check_far(host, port, secret, a.timeout)
         else:
-            answer = check_kvcache(host, port, a.timeout)
+            tls = None
+            if a.tls_ca:
+                tls = ssl.create_default_context(cafile=a.tls_ca)
+                if a.tls_cert:
+                    tls.load_cert_chain(a.tls_cert, a.tls_key)
+            answer = check_kvcache(host, port, a.timeout, tls)
     except (OSError, ValueError, ProtocolError) as exc:
         print(f"unhealthy: {host}:{port}: {exc or type(exc).__name__}", file=sys.stderr)
         return 1

@@ -115,6 +115,8 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         ("rejected_connections", server.get("rejected_connections", 0)),
         ("connection_structures", server.get("curr_connections", 0)),
     ]
+    if "time_since_server_cert_refresh" in server:  # client TLS on (-Z)
+        out.append(("time_since_server_cert_refresh", server["time_since_server_cert_refresh"]))
     for name in (
         "cmd_get",
         "cmd_set",
@@ -202,11 +204,12 @@ def settings(d: Dispatcher) -> list[tuple[str, Any]]:
         ("segment_size", heap.segment_size),
         ("compiled", s.get("compiled", "no")),
         ("far", s.get("far", "none")),
+        ("ssl_enabled", s.get("ssl_enabled", "no")),
         ("nt_threshold", d.table.nt_threshold or 0),
         ("evac_start_free", heap.start_at),
         ("evac_stop_free", heap.stop_at),
         ("alloc_park_free", heap.park_at),
-    ]
+    ] + [(k, v) for k, v in s.items() if k.startswith("ssl_") and k != "ssl_enabled"]
 
 
 def items(d: Dispatcher) -> list[tuple[str, Any]]:
