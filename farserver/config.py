@@ -1,6 +1,7 @@
 """The far node's command line and the settings it yields.
 
     farserver [-p 11311] [-l 127.0.0.1] [-m 1024] [--secret-file F] [--parent-fd N] [-v]
+              [--tls-cert F --tls-key F [--tls-ca F]]
 
 `-p 0` picks an ephemeral port (printed in the startup line). The secret
 file's bytes, less one trailing newline, are the shared secret HELLO must
@@ -8,6 +9,11 @@ present; without one, any secret is accepted. `--parent-fd N` names the read
 end of a pipe whose write end the parent holds: when it reads end-of-file
 (the parent exited, however), the node stops as on SIGTERM. kvcache starts
 its embedded node so, and it never outlives the cache.
+
+--tls-cert/--tls-key serve the far protocol over TLS only; --tls-ca also
+requires each client (kvcache's --far-tls-cert) to present a certificate that
+CA signed: mutual authentication, for a node on a network nobody trusts. The
+shared secret still opens every connection.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from protocol.far import DEFAULT_MAX_FRAME, secret_from_file
+from protocol.tls import TLSError, server_context
 
 __all__ = ["DEFAULT_PORT", "Config", "parse_args"]
 
@@ -34,6 +42,10 @@ class Config:
     verbose: bool = False  # -v: debug logging
     max_frame: int = DEFAULT_MAX_FRAME  # bytes after a frame's length field
     parent_fd: int | None = None  # a pipe's read end: end-of-file = the parent is gone
+    tls_cert: str | None = None  # TLS: certificate chain (PEM)
+    tls_key: str | None = None  # its private key
+    tls_ca: str | None = None  # clients must present a certificate this CA signed
+    ssl_context: Any = None  # the listener's ssl.SSLContext; None: plain TCP
 
     @property
     def limit_bytes(self) -> int:
@@ -71,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="stop when this inherited pipe reaches end-of-file (the parent exited)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--tls-cert", metavar="F", help="TLS certificate chain (PEM)")
+    parser.add_argument("--tls-key", metavar="F", help="its private key (PEM)")
+    parser.add_argument("--tls-ca", metavar="F", help="require client certificates from this CA")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"port {args.port} is not in 0..65535")
@@ -82,6 +97,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
             os.fstat(args.parent_fd)
         except OSError as exc:
             parser.error(f"--parent-fd {args.parent_fd}: {exc.strerror}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_ca is not None and args.tls_cert is None:
+        parser.error("--tls-ca: client certificates are checked only with --tls-cert and --tls-key")
+    ssl_context = None
+    if args.tls_cert is not None:
+        try:
+            ssl_context = server_context(args.tls_cert, args.tls_key, args.tls_ca)
+        except TLSError as exc:
+            parser.error(str(exc))
     return Config(
         args.listen,
         args.port,
@@ -89,4 +114,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         secret,
         args.verbose,
         parent_fd=args.parent_fd,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
+        ssl_context=ssl_context,
     )

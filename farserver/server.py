@@ -226,6 +226,7 @@ async def serve(config: Config) -> None:
         config.port,
         reuse_address=True,
         backlog=1024,
+        ssl=config.ssl_context,
     )
     host, port = server.sockets[0].getsockname()[:2]
     node.name = f"farserver {host}:{port} {secrets.token_hex(8)}"  # new per process

@@ -24,10 +24,11 @@ import sys
 import time
 
 from kvcache import compiled
-from kvcache.config import Settings, TLSError, load_tls
+from kvcache.config import Settings
 from kvcache.dispatcher import Dispatcher
 from kvcache.server import Listener
 from kvcache.stats import FarNodeStats
+from protocol.tls import TLSError, load_server_files
 from runtime import hub as _hub
 from runtime.farclient import FarClient
 from runtime.farprocess import FarProcess, NodeSupervisor
@@ -59,7 +60,7 @@ class App:
             far = FarClient("127.0.0.1", 0, s.secret, s.far_timeout, self.hub)
         elif s.far != "none":
             host, _, port = s.far.rpartition(":")
-            far = FarClient(host, int(port), s.secret, s.far_timeout, self.hub)
+            far = FarClient(host, int(port), s.secret, s.far_timeout, self.hub, s.far_ssl_context)
         self.manager = Manager(s.memory_mb << 20, far, hub=self.hub)
         self.table = RemHashTable(self.manager, nt_threshold=s.nt_threshold)
         self.dispatcher = Dispatcher(
@@ -94,6 +95,7 @@ class App:
             ("ssl_ca_cert", s.tls_ca or ""),
             ("ssl_verify_mode", 2 if s.tls_ca else 0),  # memcached's SSL_VERIFY_* numbers
             ("ssl_min_version", "tlsv1.2"),
+            ("far_tls", "yes" if s.far_ssl_context is not None else "no"),
         ]
 
     def _stats(self) -> list[tuple[str, object]]:
@@ -109,7 +111,7 @@ class App:
         s = self.settings
         assert s.ssl_context is not None and s.tls_cert and s.tls_key
         try:
-            load_tls(s.ssl_context, s.tls_cert, s.tls_key, s.tls_ca)
+            load_server_files(s.ssl_context, s.tls_cert, s.tls_key, s.tls_ca)
         except TLSError as exc:
             log.warning("refresh_certs failed: %s", exc)
             return str(exc)

@@ -4,6 +4,7 @@
             [--far HOST:PORT | none] [--far-memory MB] [--nt-threshold SIZE]
             [--far-timeout SECONDS] [--secret-file F] [-A] [-v]
             [-Z] [--tls-cert F --tls-key F [--tls-ca F]]
+            [--far-tls-ca F [--far-tls-cert F --far-tls-key F]]
 
 Without --far an embedded far node is started as a child process on an
 ephemeral loopback port (supervised: restarted when it dies; stopped on
@@ -18,18 +19,24 @@ them); --tls-ca also requires every client to present a certificate that CA
 signed (memcached's ssl_verify_mode 2 with ssl_ca_cert). Certificates that
 cannot be loaded are a one-line error at startup; `refresh_certs` reloads
 them while serving.
+
+TLS to the far node (`--far HOST:PORT` only; the embedded node is on
+loopback): --far-tls-ca checks the node's certificate (chain and name:
+HOST must be in it), --far-tls-cert/--far-tls-key present kvcache's own to a
+node started with --tls-ca (mutual authentication). The secret still goes
+in HELLO.
 """
 
 from __future__ import annotations
 
 import argparse
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
 from protocol.far import secret_from_file
+from protocol.tls import TLSError, client_context, server_context
 
-__all__ = ["Settings", "TLSError", "load_tls", "parse_args", "parse_size", "tls_context"]
+__all__ = ["Settings", "parse_args", "parse_size"]
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -79,44 +86,10 @@ class Settings:
     tls_key: str | None = None  # its private key
     tls_ca: str | None = None  # require client certificates this CA signed
     ssl_context: Any = None  # the listener's ssl.SSLContext (None: plain TCP)
-
-
-class TLSError(Exception):
-    """Certificates that cannot be loaded: memcached's message for it."""
-
-
-def load_tls(ctx: ssl.SSLContext, cert: str, key: str, ca: str | None) -> None:
-    """Load the certificate chain, key and client CA into `ctx`; TLSError if any fails.
-
-    Each file is tried on a scratch context first, so a refresh that fails
-    leaves `ctx` as it was (memcached's refresh_certs can leave it half done).
-    """
-    for target in (ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ctx):
-        try:
-            target.load_cert_chain(cert, key)
-        except FileNotFoundError as exc:
-            raise TLSError(
-                f"Error loading the certificate chain: {cert} : {exc.strerror}"
-            ) from None
-        except (ssl.SSLError, OSError) as exc:
-            raise TLSError(
-                f"Error loading the certificate chain or key: {cert}, {key} : {exc}"
-            ) from None
-        if ca is not None:
-            try:
-                target.load_verify_locations(cafile=ca)
-            except (ssl.SSLError, OSError) as exc:
-                raise TLSError(f"Error loading the CA certificate: {ca} : {exc}") from None
-
-
-def tls_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
-    """A server context: TLS 1.2 or later, client certificates required when `ca` is given."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    load_tls(ctx, cert, key, ca)
-    if ca is not None:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
+    far_tls_ca: str | None = None  # TLS to the far node: its certificate's CA
+    far_tls_cert: str | None = None  # kvcache's client certificate for it
+    far_tls_key: str | None = None
+    far_ssl_context: Any = None  # the far link's ssl.SSLContext (None: plain TCP)
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -145,6 +118,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ap.add_argument("--tls-cert", default=None, help="client TLS certificate chain (PEM)")
     ap.add_argument("--tls-key", default=None, help="its private key (PEM)")
     ap.add_argument("--tls-ca", default=None, help="require client certificates from this CA")
+    ap.add_argument("--far-tls-ca", default=None, help="TLS to the far node: its CA (PEM)")
+    ap.add_argument("--far-tls-cert", default=None, help="a client certificate for the far node")
+    ap.add_argument("--far-tls-key", default=None, help="its private key")
     a = ap.parse_args(argv)
     if a.memory_limit < 3:
         ap.error("-m must be at least 3 (MB: three 1 MiB segments)")
@@ -167,7 +143,19 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ssl_context = None
     if a.tls_cert is not None:
         try:
-            ssl_context = tls_context(a.tls_cert, a.tls_key, a.tls_ca)
+            ssl_context = server_context(a.tls_cert, a.tls_key, a.tls_ca)
+        except TLSError as exc:
+            ap.exit(1, f"kvcache: {exc}\n")
+    if (a.far_tls_cert is None) != (a.far_tls_key is None):
+        ap.error("--far-tls-cert and --far-tls-key go together")
+    if a.far_tls_cert is not None and a.far_tls_ca is None:
+        ap.error("--far-tls-cert: TLS to the far node needs --far-tls-ca")
+    if a.far_tls_ca is not None and (a.far is None or a.far == "none"):
+        ap.error("--far-tls-ca: TLS goes to a far node given as --far HOST:PORT")
+    far_ssl_context = None
+    if a.far_tls_ca is not None:
+        try:
+            far_ssl_context = client_context(a.far_tls_ca, a.far_tls_cert, a.far_tls_key)
         except TLSError as exc:
             ap.exit(1, f"kvcache: {exc}\n")
     secret = b""
@@ -197,4 +185,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         tls_key=a.tls_key,
         tls_ca=a.tls_ca,
         ssl_context=ssl_context,
+        far_tls_ca=a.far_tls_ca,
+        far_tls_cert=a.far_tls_cert,
+        far_tls_key=a.far_tls_key,
+        far_ssl_context=far_ssl_context,
     )

@@ -5,7 +5,8 @@
                against CA; --tls-cert/--tls-key: the client's, when the
                server requires one)
     far node   (--far) connect, HELLO with the shared secret, then PING;
-               expect OK for both and PING's bytes echoed
+               expect OK for both and PING's bytes echoed (over TLS with
+               --tls-ca, as for kvcache)
 
 Exit status 0 when it answers as expected within --timeout seconds (default
 3), 1 otherwise (with the reason on stderr), 2 for a bad command line. This
@@ -32,6 +33,7 @@ from protocol.far import (
     encode_frame,
     encode_hello,
 )
+from protocol.tls import TLSError, client_context
 
 __all__ = ["check_far", "check_kvcache", "main", "parse_hostport"]
 
@@ -84,12 +86,19 @@ def check_kvcache(
     return line.decode("ascii", "replace")
 
 
-def check_far(host: str, port: int, secret: bytes = b"", timeout: float = 3.0) -> str:
+def check_far(
+    host: str,
+    port: int,
+    secret: bytes = b"",
+    timeout: float = 3.0,
+    tls: ssl.SSLContext | None = None,
+) -> str:
     """The far node's HELLO name after a PING round trip; raises if unhealthy."""
     deadline = time.monotonic() + timeout
     reader = FrameReader(replies=True)
     frames: list[Frame] = []
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
         sock.sendall(
             encode_frame(1, Op.HELLO, 0, encode_hello(VERSION, secret))
             + encode_frame(2, Op.PING, 0, _PING)
@@ -115,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--far", action="store_true", help="the address is a far node")
     ap.add_argument("--secret-file", default=None, help="far node shared secret file")
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
-    ap.add_argument("--tls-ca", default=None, help="kvcache over TLS: the CA of its certificate")
+    ap.add_argument("--tls-ca", default=None, help="over TLS: the CA of the server's certificate")
     ap.add_argument("--tls-cert", default=None, help="with --tls-ca: a client certificate")
     ap.add_argument("--tls-key", default=None, help="its private key")
     a = ap.parse_args(argv)
@@ -123,17 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--tls-cert and --tls-key go together, with --tls-ca")
     host, port = a.address
     try:
+        tls = client_context(a.tls_ca, a.tls_cert, a.tls_key) if a.tls_ca else None
         if a.far:
             secret = _secret(a.secret_file) if a.secret_file else b""
-            answer = check_far(host, port, secret, a.timeout)
+            answer = check_far(host, port, secret, a.timeout, tls)
         else:
-            tls = None
-            if a.tls_ca:
-                tls = ssl.create_default_context(cafile=a.tls_ca)
-                if a.tls_cert:
-                    tls.load_cert_chain(a.tls_cert, a.tls_key)
             answer = check_kvcache(host, port, a.timeout, tls)
-    except (OSError, ValueError, ProtocolError) as exc:
+    except (OSError, ValueError, ProtocolError, TLSError) as exc:
         print(f"unhealthy: {host}:{port}: {exc or type(exc).__name__}", file=sys.stderr)
         return 1
     print(answer)

@@ -204,6 +204,7 @@ def settings(d: Dispatcher) -> list[tuple[str, Any]]:
         ("segment_size", heap.segment_size),
         ("compiled", s.get("compiled", "no")),
         ("far", s.get("far", "none")),
+        ("far_tls", s.get("far_tls", "no")),
         ("ssl_enabled", s.get("ssl_enabled", "no")),
         ("nt_threshold", d.table.nt_threshold or 0),
         ("evac_start_free", heap.start_at),

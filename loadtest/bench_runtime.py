@@ -13,6 +13,11 @@ Workloads (a real farserver child process on 127.0.0.1, one per run):
                 rate, and the evacuator's write-back MB/s (bytes / busy time).
  4. latency hiding  N green threads doing far reads for a fixed time:
                 throughput vs N (it grows until the link saturates).
+ 5. TLS         far reads (1 and 64 outstanding) to a second node serving
+                over mutual TLS (protocol.tls; certificates from
+                docker/make-certs.sh), against the plain node in the same run:
+                reads/s and the reading process's CPU per read. Skipped
+                without openssl.
 
 Run: python -m loadtest.bench_runtime [--seconds S]
 """
@@ -23,11 +28,16 @@ import argparse
 import os
 import platform
 import random
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
+import tempfile
 import time
 
 from protocol.far import VERSION, FrameReader, Op, encode_frame, encode_hello
+from protocol.tls import client_context
 from runtime import hub as H
 from runtime.farclient import FarClient
 from runtime.farprocess import FarProcess
@@ -36,6 +46,7 @@ from runtime.scope import DerefScope
 from runtime.structures import RemArray
 
 MiB = 1 << 20
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def bench_hot_deref(n: int = 200_000) -> tuple[float, float, float]:
@@ -106,17 +117,24 @@ def raw_round_trips(port: int, count: int, depth: int, size: int = 100) -> float
 
 
 def far_reads(
-    port: int, threads: int, seconds: float, batch: int = 1, n_elems: int = 200_000
+    port: int,
+    threads: int,
+    seconds: float,
+    batch: int = 1,
+    n_elems: int = 200_000,
+    tls: ssl.SSLContext | None = None,
+    cpu: list[float] | None = None,
 ) -> float:
     """Non-temporal far reads/s of 100-byte elements.
 
     `threads` green threads each keep `batch` reads outstanding: batch 1 is
     one read per park (latency hiding by threads); a batch is at_many(), all
-    fetches sent before one park (a multi-get).
+    fetches sent before one park (a multi-get). `tls`: the FarClient's TLS
+    context; `cpu` gets this process's CPU seconds per read appended.
     """
 
     def main():
-        far = FarClient("127.0.0.1", port, timeout=5)
+        far = FarClient("127.0.0.1", port, timeout=5, ssl_context=tls)
         mgr = Manager(4 * MiB, far)
         mgr.start()
         far.wait_ready(10)
@@ -141,9 +159,12 @@ def far_reads(
             scope.release()
 
         t0 = time.perf_counter()
+        c0 = time.process_time()
         for t in [H.spawn(reader, k) for k in range(threads)]:
             t.join()
         rate = count[0] / (time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append((time.process_time() - c0) / max(count[0], 1))
         mgr.close()
         return rate
 
@@ -223,6 +244,33 @@ def main(argv: list[str] | None = None) -> None:
         for n in (1, 2, 4, 8, 16, 32, 64, 128):
             rate = far_reads(node.port, n, args.seconds / 2)
             print(f"   {n:4d} threads {rate:9.0f} /s")
+        tls_cost(node.port, args.seconds)
+
+
+def tls_cost(plain_port: int, seconds: float) -> None:
+    """Workload 5: far reads over mutual TLS against the plain node, same run."""
+    if shutil.which("openssl") is None:
+        print("5. TLS: skipped (no openssl to make test certificates)")
+        return
+    with tempfile.TemporaryDirectory() as certs:
+        subprocess.run(
+            ["sh", os.path.join(ROOT, "docker", "make-certs.sh"), certs],
+            check=True,
+            capture_output=True,
+        )
+        c = os.path.join(certs, "")
+        tls = client_context(c + "ca.crt", c + "client.crt", c + "client.key")
+        args = ["--tls-cert", c + "server.crt", "--tls-key", c + "server.key", "--tls-ca"]
+        with FarProcess(*args, c + "ca.crt", memory_mb=2048) as node:
+            print("5. TLS (mutual, TLS 1.3) vs plain TCP: far reads of 100 B, CPU of this process")
+            for n in (1, 64):
+                for label, port, ctx in (("plain", plain_port, None), ("TLS", node.port, tls)):
+                    cpu: list[float] = []
+                    rate = far_reads(port, n, seconds, tls=ctx, cpu=cpu)
+                    print(
+                        f"   {n:3d} outstanding, {label:5s} {rate:9.0f} /s,"
+                        f" {cpu[0] * 1e6:6.1f} us of CPU per read"
+                    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ cdef class FarClient:
     cdef public object host
     cdef public object port
     cdef public object secret
+    cdef public object ssl_context
     cdef public double timeout
     cdef public object hub
     cdef public bint available

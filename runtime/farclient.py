@@ -150,10 +150,12 @@ class FarClient:
         secret: bytes = b"",
         timeout: float = 2.0,
         hub: _hub.Hub | None = None,
+        ssl_context: Any = None,
     ):
         self.host = host
         self.port = port
         self.secret = secret
+        self.ssl_context = ssl_context  # TLS to the node (protocol.tls.client_context); None: TCP
         self.timeout = timeout  # seconds a request may wait for its reply
         self.hub = hub or _hub.get_hub()
         self.available = False  # connected, authenticated, structures built
@@ -528,7 +530,14 @@ class FarClient:
     async def _connect_once(self) -> None:
         loop = self.hub.loop
         _t, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: _Protocol(self), self.host, self.port), self.timeout
+            loop.create_connection(
+                lambda: _Protocol(self),
+                self.host,
+                self.port,
+                ssl=self.ssl_context,
+                server_hostname=self.host if self.ssl_context is not None else None,
+            ),
+            self.timeout,
         )
         self._proto = proto
         status, body = await self._request(Op.HELLO, 0, encode_hello(VERSION, self.secret))

@@ -18,6 +18,8 @@ import pytest
 from kvproc import KvCache
 from pymemcache.client.base import Client
 
+from runtime.farprocess import FarProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 MAKE_CERTS = ROOT / "docker" / "make-certs.sh"
 
@@ -199,3 +201,146 @@ def test_healthcheck_over_tls(certs):
             assert bad.returncode == 1 and bad.stderr.startswith(b"unhealthy: "), bad
     finally:
         assert server.stop() == 0
+
+
+# -- the far link over TLS ---------------------------------------------------------
+
+
+def _far_tls_node(certs: Path, secret: Path) -> FarProcess:
+    return FarProcess(
+        "--tls-cert",
+        str(certs / "server.crt"),
+        "--tls-key",
+        str(certs / "server.key"),
+        "--tls-ca",
+        str(certs / "ca.crt"),
+        memory_mb=256,
+        secret_file=str(secret),
+    )
+
+
+def _far_stats(port: int, group: str = "") -> dict[bytes, bytes]:
+    c = Client(("127.0.0.1", port), timeout=10)
+    try:
+        return c.stats(group) if group else c.stats()
+    finally:
+        c.close()
+
+
+def test_items_go_far_and_back_over_mutual_tls(certs, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    node = _far_tls_node(certs, secret)
+    try:
+        kv = KvCache(
+            "-m",
+            "4",
+            "--far",
+            f"127.0.0.1:{node.port}",
+            "--secret-file",
+            str(secret),
+            "--far-tls-ca",
+            str(certs / "ca.crt"),
+            "--far-tls-cert",
+            str(certs / "client.crt"),
+            "--far-tls-key",
+            str(certs / "client.key"),
+        )
+        try:
+            c = Client(("127.0.0.1", kv.port), timeout=10)
+            values = {f"k{i}": bytes([i % 251]) * 10_000 for i in range(600)}  # 6 MB, -m 4
+            for k, v in values.items():
+                assert c.set(k, v)
+            for k, v in values.items():
+                assert c.get(k) == v, k
+            st = _far_stats(kv.port)
+            assert int(st[b"far_writes"]) > 100 and int(st[b"far_hits"]) > 100
+            assert int(st[b"far_available"]) == 1
+            assert _far_stats(kv.port, "settings")[b"far_tls"] == b"yes"
+            c.close()
+        finally:
+            assert kv.stop() == 0
+        # the healthcheck speaks to the node as kvcache does
+        check = [sys.executable, "-m", "kvcache.healthcheck", f"127.0.0.1:{node.port}", "--far"]
+        tls = ["--tls-ca", str(certs / "ca.crt")]
+        mine = ["--tls-cert", str(certs / "client.crt"), "--tls-key", str(certs / "client.key")]
+        ok = subprocess.run(
+            [*check, "--secret-file", str(secret), *tls, *mine], capture_output=True, timeout=30
+        )
+        assert ok.returncode == 0 and ok.stdout.startswith(b"farserver "), ok
+        plain = subprocess.run(
+            [*check, "--secret-file", str(secret), "--timeout", "2"],
+            capture_output=True,
+            timeout=30,
+        )
+        assert plain.returncode == 1, plain
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize("mismatch", ["no client certificate", "another CA"])
+def test_a_far_node_it_cannot_authenticate_with_is_never_used(certs, tmp_path, mismatch):
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    node = _far_tls_node(certs, secret)
+    if mismatch == "another CA":  # kvcache trusts another CA: the node's certificate fails
+        other = _make_certs(tmp_path / "other")
+        tls = ["--far-tls-ca", str(other / "ca.crt")]
+        tls += [
+            "--far-tls-cert",
+            str(other / "client.crt"),
+            "--far-tls-key",
+            str(other / "client.key"),
+        ]
+    else:  # the node wants a client certificate kvcache does not have
+        tls = ["--far-tls-ca", str(certs / "ca.crt")]
+    try:
+        kv = KvCache(
+            "-m", "4", "--far", f"127.0.0.1:{node.port}", "--secret-file", str(secret),
+            "--far-timeout", "1", *tls,
+        )  # fmt: skip
+        try:
+            c = Client(("127.0.0.1", kv.port), timeout=10)
+            for i in range(100):  # served locally, as with the node down
+                assert c.set(f"k{i}", b"v%d" % i)
+            assert c.get("k99") == b"v99"
+            st = _far_stats(kv.port)
+            assert int(st[b"far_available"]) == 0 and int(st[b"far_writes"]) == 0
+            c.close()
+        finally:
+            assert kv.stop() == 0
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--far-tls-ca", "ca.crt"], b"--far-tls-ca: TLS goes to a far node given as --far"),
+        (["--far", "127.0.0.1:1", "--far-tls-cert", "c.crt"], b"--far-tls-cert and --far-tls-key"),
+        (
+            ["--far", "127.0.0.1:1", "--far-tls-cert", "c", "--far-tls-key", "k"],
+            b"--far-tls-cert: TLS to the far node needs --far-tls-ca",
+        ),
+    ],
+)
+def test_bad_far_tls_options_are_usage_errors(args, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "kvcache", "-p", "0", *args], capture_output=True, timeout=30
+    )
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_farserver_tls_options_are_checked(tmp_path):
+    run = [sys.executable, "-m", "farserver", "-p", "0"]
+    half = subprocess.run([*run, "--tls-cert", "x.crt"], capture_output=True, timeout=30)
+    assert half.returncode == 2 and b"--tls-cert and --tls-key go together" in half.stderr
+    missing = subprocess.run(
+        [*run, "--tls-cert", str(tmp_path / "no.crt"), "--tls-key", str(tmp_path / "no.key")],
+        capture_output=True,
+        timeout=30,
+    )
+    assert missing.returncode == 2
+    assert b"Error loading the certificate chain: " + str(tmp_path / "no.crt").encode() in (
+        missing.stderr
+    )
