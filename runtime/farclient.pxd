@@ -32,6 +32,7 @@ cdef class FarClient:
     cdef public object _probe
     cdef public bint stalled
     cdef public Py_ssize_t _timeouts_in_row
+    cdef public Py_ssize_t _replies
     cdef public object _down_since
     cdef public double _warned_at
     cdef public Py_ssize_t _attempts

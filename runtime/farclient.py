@@ -19,8 +19,10 @@ timeouts, reconnection, and the data structures constructed on the node.
   exponential backoff (50 ms doubling to 2 s; `kick()` retries at once, as
   when a supervised node has been restarted).
 - A node that keeps its connection but stops answering (SIGSTOP, a hung
-  host) is *stalled* after STALL_TIMEOUTS requests time out in a row with no
-  reply between them: it is then treated as down (outstanding requests fail,
+  host, a cut link) is *stalled* when a request times out with no reply at
+  all since it was sent (so within one timeout, even for a lone request), or
+  after STALL_TIMEOUTS requests time out in a row with no reply between them
+  (slow answers to others): it is then treated as down (outstanding requests fail,
   new ones fail at once) while a PING probes it every PROBE_PERIOD; its
   first answer takes it back. Replies come in order on the one connection,
   so by then every request sent before the stall has been dealt with.
@@ -162,7 +164,7 @@ class FarClient:
         self.node_name = ""  # the node's HELLO name (changes on restart)
         self.structures: list[FarStructure] = []
         self._proto: _Protocol | None = None
-        self._outstanding: dict[int, tuple[Callback, float]] = {}
+        self._outstanding: dict[int, tuple[Callback, float, int]] = {}  # cb, deadline, replies
         self._next_id = 1
         self._wbuf: list[bytes] = []
         self._flush_pending = False
@@ -176,6 +178,7 @@ class FarClient:
         self._probe: asyncio.TimerHandle | None = None
         self.stalled = False  # connected, but it stopped answering: treated as down
         self._timeouts_in_row = 0  # timeouts since the last reply
+        self._replies = 0  # replies received on any connection (a request notes the count)
         self._down_since: float | None = time.monotonic()  # None while available
         self._warned_at = 0.0  # monotonic time of the last "unreachable" warning
         self._attempts = 0  # connection attempts since the node went down
@@ -295,7 +298,7 @@ class FarClient:
     def _send(self, op: int, ds: int, body: bytes, callback: Callback) -> None:
         rid = self._next_id
         self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
-        self._outstanding[rid] = (callback, time.monotonic() + self.timeout)
+        self._outstanding[rid] = (callback, time.monotonic() + self.timeout, self._replies)
         self.requests += 1
         self._wbuf.append(encode_frame(rid, op, ds, body))
         if not self._flush_pending:
@@ -366,6 +369,7 @@ class FarClient:
     def _deliver(self, req_id: int, status: int, body: bytes) -> None:
         """A reply: its request's callback gets (status, body) (hub)."""
         self._timeouts_in_row = 0  # it answers (even late): not stalled
+        self._replies += 1
         entry = self._outstanding.pop(req_id, None)
         if entry is None:
             return  # timed out already: a late reply
@@ -384,19 +388,22 @@ class FarClient:
         now = time.monotonic()
         out = self._outstanding
         expired = []
-        for rid, (_cb, deadline) in out.items():  # insertion order = deadline order
+        silent = False  # a request timed out with no reply at all since it was sent
+        for rid, (_cb, deadline, _seen) in out.items():  # insertion order = deadline order
             if deadline > now:
                 break
             expired.append(rid)
         for rid in expired:
-            cb, _ = out.pop(rid)
+            cb, _, seen = out.pop(rid)
             self.timeouts += 1
             self._timeouts_in_row += 1
+            if seen == self._replies:
+                silent = True
             try:
                 cb(None, FarTimeout(f"far node gave no reply in {self.timeout} s"))
             except Exception:
                 log.exception("far request callback failed")
-        if self._timeouts_in_row >= STALL_TIMEOUTS and self.available:
+        if (silent or self._timeouts_in_row >= STALL_TIMEOUTS) and self.available:
             self._stall()
         if not self.closed:
             self._schedule_timer()
@@ -461,7 +468,7 @@ class FarClient:
     def _fail_all(self, exc: Exception) -> None:
         out, self._outstanding = self._outstanding, {}
         self._wbuf = []
-        for cb, _ in out.values():
+        for cb, _, _ in out.values():
             self.failures += 1
             try:
                 cb(None, exc)

@@ -374,16 +374,6 @@ def test_a_lone_clients_far_gets_answer_within_the_far_timeout_while_cut(lone):
     assert max(s for _, s, _ in lone.gets) <= FAR_TIMEOUT + SLACK, lone.gets
 
 
-@pytest.mark.xfail(
-    strict=False,  # issue 12's detection work makes it pass; until then timing may let it
-    reason="runtime/farclient.py counts a node down only once STALL_TIMEOUTS=3 requests in a"
-    " row have timed out, and nothing probes a quiet connection (the one periodic request is"
-    " the table's `gone` poll, 1 s after each answer): a client reading one far key at a time"
-    " saw the node down 4.2 s after the cut with --far-timeout 2 (far_timeouts 3, far_reads"
-    " 2: its one get read twice, see above, and the third timeout was most likely the `gone`"
-    " poll); without the second read, the third timeout would still come at about 2x the"
-    " timeout",
-)
 def test_a_lone_client_sees_the_node_down_within_the_far_timeout(lone):
     assert lone.down_after is not None, lone.gets
     assert lone.stalls == 1
