@@ -13,7 +13,7 @@ STAMP := $(VENV)/.stamp-install
 CONSTRAINTS := $(CURDIR)/build-constraints.txt
 PIP_OLD_CYTHON := PIP_CONSTRAINT=$(CONSTRAINTS) PIP_BUILD_CONSTRAINT=$(CONSTRAINTS) $(BIN)/pip
 
-.PHONY: ext test test-pure lint format bench run locust webfrontend clean certs
+.PHONY: ext test test-pure test-containers image lint format bench run locust webfrontend clean certs
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ test-pure: $(STAMP)
 		--exclude=__pycache__ --exclude=.pytest_cache --exclude=./results . | tar -x -C $(PURE)
 	cd $(PURE) && KVCACHE_EXPECT_COMPILED=0 $(CURDIR)/$(BIN)/pytest tests/protocol tests/runtime \
 		tests/kvcache
+
+# The image, offline when need be (docker/build-image.sh: a Debian base from Debian's
+# packages when python:3.11-slim-bookworm cannot be pulled), tagged kvcache:local.
+image:
+	docker/build-image.sh kvcache:local
+
+# The image and compose file run for real (tests/deploy/test_containers.py).
+test-containers: $(STAMP) image
+	$(BIN)/pytest -m containers tests/deploy/test_containers.py -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
