@@ -6,7 +6,8 @@
 # Writes DIR/ca.crt, ca.key, server.crt, server.key, client.crt, client.key. The server
 # certificate names localhost, 127.0.0.1, kvcache and far (the compose services), so one
 # certificate serves the client listener (--tls-cert) and a far node (farserver --tls-cert).
-# For tests and local use only: keys are unencrypted and the CA lives 30 days.
+# For tests and local use only: keys are unencrypted, readable by all (compose bind-mounts
+# them as secrets for the containers' user, uid 10001), and the CA lives 30 days.
 set -eu
 dir=${1:-certs}
 mkdir -p "$dir"
@@ -26,5 +27,5 @@ sign server "/CN=kvcache" \
 extendedKeyUsage=serverAuth,clientAuth"
 sign client "/CN=kvcache client" "extendedKeyUsage=clientAuth"
 rm -f ca.srl
-chmod 600 ./*.key
+chmod 644 ./*.key ./*.crt
 echo "wrote $(pwd)/ca.crt, server.crt/.key, client.crt/.key"

@@ -46,6 +46,13 @@ DOCKERFILE = os.path.join(ROOT, "Dockerfile")
 BIN = os.path.dirname(sys.executable)  # the venv's scripts: kvcache, farserver, locust, compose
 DOCKER_COMPOSE = os.path.join(BIN, "docker-compose")
 SECRET_IN_CONTAINER = "/run/secrets/far_secret"
+CERT_SECRETS = {  # compose secret -> the file of docker/make-certs.sh it holds
+    "tls_ca": "ca.crt",
+    "far_tls_cert": "server.crt",
+    "far_tls_key": "server.key",
+    "cache_tls_cert": "client.crt",
+    "cache_tls_key": "client.key",
+}
 MIB = 1 << 20
 
 # The memory rule of README "Tuning", from RSS measured on the dev machine
@@ -121,9 +128,24 @@ def test_secret_goes_through_a_compose_secret(config):
     assert config["secrets"]["far_secret"]["file"] == os.path.join(ROOT, "secrets", "far_secret")
     for name in ("far", "cache"):
         svc = config["services"][name]
-        assert svc["secrets"] == [{"source": "far_secret"}]
+        assert {"source": "far_secret"} in svc["secrets"]
         assert _flag(svc["command"], "--secret-file") == SECRET_IN_CONTAINER
         assert not any("secret" in k.lower() for k in svc.get("environment", {}))
+
+
+def test_cache_and_far_authenticate_each_other_over_tls(config):
+    certs = os.path.join(ROOT, "certs")
+    for name, file in CERT_SECRETS.items():
+        assert config["secrets"][name]["file"] == os.path.join(certs, file)
+    far, cache = config["services"]["far"], config["services"]["cache"]
+    held = {s["source"] for s in far["secrets"]}
+    assert {"far_tls_cert", "far_tls_key", "tls_ca"} <= held
+    assert _flag(far["command"], "--tls-cert") == "/run/secrets/far_tls_cert"
+    assert _flag(far["command"], "--tls-ca") == "/run/secrets/tls_ca"  # clients need certificates
+    assert {"tls_ca", "cache_tls_cert", "cache_tls_key"} <= {s["source"] for s in cache["secrets"]}
+    assert _flag(cache["command"], "--far-tls-ca") == "/run/secrets/tls_ca"
+    assert _flag(cache["command"], "--far-tls-cert") == "/run/secrets/cache_tls_cert"
+    assert _flag(far["healthcheck"]["test"], "--tls-cert") == "/run/secrets/cache_tls_cert"
 
 
 def test_healthchecks_and_restart_policy(config):
@@ -303,10 +325,21 @@ def _healthy(test: list[str], subst: dict[str, str]) -> subprocess.CompletedProc
     return subprocess.run(_local(test[1:], subst), capture_output=True, timeout=30)
 
 
+def _certs_subst(where) -> dict[str, str]:
+    """Test certificates (docker/make-certs.sh) for the compose file's TLS secrets."""
+    subprocess.run(
+        ["sh", os.path.join(ROOT, "docker", "make-certs.sh"), str(where)],
+        check=True,
+        capture_output=True,
+    )
+    return {f"/run/secrets/{name}": str(where / file) for name, file in CERT_SECRETS.items()}
+
+
 def test_compose_command_lines_run(config, tmp_path):
     secret = tmp_path / "far_secret"
     secret.write_text("a-compose-secret\n")
     subst = {"0.0.0.0": "127.0.0.1", SECRET_IN_CONTAINER: str(secret)}
+    subst |= _certs_subst(tmp_path / "certs")
     services = config["services"]
     far_cmd = services["far"]["entrypoint"] + services["far"]["command"]
     far = Proc(_local(far_cmd, subst))

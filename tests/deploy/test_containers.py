@@ -56,10 +56,17 @@ class Project:
         secret = tmp / "far_secret"
         secret.write_text(os.urandom(16).hex() + "\n")
         secret.chmod(0o644)  # the containers' user (uid 10001) reads it
+        certs = tmp / "certs"  # cache <-> far over mutual TLS, as the compose file has it
+        subprocess.run(
+            ["sh", str(ROOT / "docker" / "make-certs.sh"), str(certs)],
+            check=True,
+            capture_output=True,
+        )
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("KVCACHE_")},
             "KVCACHE_PORT": str(self.port),
             "KVCACHE_SECRET_FILE": str(secret),
+            "KVCACHE_CERTS": str(certs),
         }
         self.cmd = [*_compose_cmd(), "-p", self.name, "-f", str(ROOT / "docker-compose.yml")]
 
@@ -138,6 +145,7 @@ def test_compose_up_serves_and_down_leaves_nothing(project):
     settings = c.stats("settings")
     assert settings[b"compiled"] == b"yes"
     assert settings[b"far"] == b"far:11311"
+    assert settings[b"far_tls"] == b"yes"
     assert int(c.stats()[b"far_available"]) == 1
     c.close()
     project.run("down", "-v", "-t", "10")
