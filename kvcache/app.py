@@ -24,13 +24,14 @@ import sys
 import time
 
 from kvcache import compiled
-from kvcache.config import Settings
+from kvcache.config import Settings, far_nodes
 from kvcache.dispatcher import Dispatcher
 from kvcache.server import Listener
 from kvcache.stats import FarNodeStats
 from runtime import hub as _hub
 from runtime.farclient import FarClient
 from runtime.farprocess import FarProcess, NodeSupervisor
+from runtime.fartier import FarTier
 from runtime.hashtable import RemHashTable
 from runtime.manager import Manager
 
@@ -58,8 +59,12 @@ class App:
             )
             far = FarClient("127.0.0.1", 0, s.secret, s.far_timeout, self.hub)
         elif s.far != "none":
-            host, _, port = s.far.rpartition(":")
-            far = FarClient(host, int(port), s.secret, s.far_timeout, self.hub)
+            nodes = s.far_nodes or far_nodes(s.far)
+            if len(nodes) == 1:  # one node: a plain client, no tier in the way
+                host, port = nodes[0]
+                far = FarClient(host, port, s.secret, s.far_timeout, self.hub)
+            else:  # a tier: placement, replicas, failover
+                far = FarTier(nodes, s.far_replicas, s.secret, s.far_timeout, self.hub)
         self.manager = Manager(s.memory_mb << 20, far, hub=self.hub)
         self.table = RemHashTable(self.manager, nt_threshold=s.nt_threshold)
         self.dispatcher = Dispatcher(
@@ -85,6 +90,7 @@ class App:
             ("backlog", s.listen_backlog),
             ("compiled", "yes" if compiled.compiled() else "no"),
             ("far", far),
+            ("far_replicas", s.far_replicas),
         ]
 
     def _supervision(self) -> dict[str, object]:
@@ -161,7 +167,8 @@ class App:
         self._stopping = True
         log.info("stopping")
         if self.manager.far is not None:
-            self.manager.far.closing = True  # what happens to the node from now on is ours
+            for client in self.manager.far.nodes():
+                client.closing = True  # what happens to the nodes from now on is ours
         if self.listener.server is not None:
             self.listener.server.close()
         deadline = time.monotonic() + 5.0
