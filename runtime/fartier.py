@@ -25,14 +25,17 @@ Per request, over the object's replicas in placement order:
              the next one inside the same request (far_failovers). The
              callback gets the first OK; else the last failure if any
              replica failed, else NOT_FOUND.
-    WRITE    every live replica. OK once each acknowledged; a replica that
-             went down meanwhile does not count (it is cleared before it is
-             used again). If a replica that answered, or may yet apply it,
-             holds it while another failed, the callback gets (None, error):
-             the owner then removes the copies (evac_unsure), since a copy the
-             runtime does not know of must never be read.
-    REMOVE   every live replica; OK if any had it; (None, error) if one may
-             still hold it (no answer).
+    WRITE    every live replica. OK once each answered and one at least
+             acknowledged. A replica that gave no answer (timeout, lost
+             connection) does not count: it applies the write in order behind
+             everything sent to it before, or it is cleared before it is used
+             again, so it holds this version or nothing and a read there
+             fails over. If a replica refused while another holds (or may
+             hold) the write, the callback gets (None, error) and the owner
+             removes the copies (evac_unsure): a copy the runtime does not
+             know of must never be read.
+    REMOVE   every live replica; OK if any had it; (None, error) if none
+             answered OK and one gave no answer.
     COMPUTE  only with R = 1, on the object's one replica. With R > 1 an
              offloaded change could reach one replica and not another, so
              the structures bring the object home, change it and write it
@@ -186,28 +189,29 @@ class _Failover(FarReply):
 
 
 class _FanOut(FarReply):
-    """A WRITE or REMOVE sent to every live replica: one outcome once all replied."""
+    """A WRITE or REMOVE sent to every live replica: one outcome once all replied.
+
+    A replica that gave no answer (a timeout, a lost connection) counts for
+    nothing either way: what was sent to it is applied in order behind
+    everything sent before, or the node is cleared before it is used again
+    (clear_on_return), so it ends up with this change or with nothing.
+    """
 
     def __init__(self, tier: FarTier, op: int, cb: Callback):
         self.tier = tier
         self.op = op
         self.callback = cb
         self.left = 0  # replies to come
-        self.sent: list[int] = []  # node indexes, in send order
         self.ok = 0  # OK replies
-        self.down = 0  # failed because the node went down (it is cleared on return)
-        self.unsure: Any = None  # a failure after which the node may hold the change
-        self.status: Any = None  # the first non-OK status
+        self.lost: Any = None  # the last "no answer" (an exception)
+        self.status: Any = None  # the first other status
 
     def done(self, status: Any, body: Any) -> None:
         """One replica's reply."""
         if status == Status.OK:
             self.ok += 1
         elif status is None:
-            if isinstance(body, FarUnavailable):
-                self.down += 1
-            elif self.unsure is None:
-                self.unsure = body
+            self.lost = body
         elif self.status is None:
             self.status = status
         self.left -= 1
@@ -215,21 +219,24 @@ class _FanOut(FarReply):
             self._report()
 
     def _report(self) -> None:
-        if self.unsure is not None:
-            self.callback(None, self.unsure)
-        elif self.op == Op.REMOVE and self.ok:
-            self.callback(Status.OK, b"")
+        if self.op == Op.REMOVE:
+            if self.ok:
+                self.callback(Status.OK, b"")  # it was there, and is going everywhere
+            elif self.lost is not None:
+                self.callback(None, self.lost)  # one may still hold it: the owner retries
+            else:
+                self.callback(self.status, b"")
         elif self.status is not None:
-            if self.ok:  # written on some replicas, refused by others
-                self.callback(
-                    None, FarMemoryError(f"a replica refused: {Status(self.status).name}")
-                )
+            if self.ok or self.lost is not None:
+                # refused by one, held (or maybe) by another: the owner removes the copies
+                name = Status(self.status).name
+                self.callback(None, FarMemoryError(f"a replica refused the write: {name}"))
             else:
                 self.callback(self.status, b"")
         elif self.ok:
             self.callback(Status.OK, b"")
         else:
-            self.callback(None, FarUnavailable("every replica went down"))
+            self.callback(None, self.lost)
 
 
 class _Counted:

@@ -212,3 +212,48 @@ def test_far_options_parse():
     one = parse_args(["--far", "10.0.0.1:11311"])
     assert one.far_nodes == [("10.0.0.1", 11311)] and one.far_replicas == 1
     assert parse_args([]).far_nodes is None
+
+
+def test_a_partitioned_node_rejoins_cleared_and_nothing_stale_is_read(far_hosts):
+    """A node cut off the network (it keeps running, with copies that miss the
+    writes and deletes made meanwhile) is cleared when the link returns: every
+    key then reads its last value, never the copy the node held before."""
+    hosts = [far_hosts() for _ in range(3)]
+    nodes = [h.start_farserver(memory_mb=128) for h in hosts]
+    args = ("-m", "4", "--far", ",".join(n.address for n in nodes), "--far-replicas", "2")
+    with KvCache(*args, "--far-timeout", "1") as kv:
+        c = Client(("127.0.0.1", kv.port), connect_timeout=10, timeout=10)
+        n = 600  # 6 MB through the 4 MB heap: the first ones go far
+        want: dict[int, bytes | None] = {}
+        for i in range(n):
+            want[i] = value_of(i, 10_000)
+            assert c.set(b"k%d" % i, want[i], noreply=False)
+        assert int(c.stats()[b"local_items"]) < n
+        hosts[0].cut()
+        for i in range(0, 150):  # far keys: overwritten or deleted while node 0 is away
+            if i % 3 == 2:
+                c.delete(b"k%d" % i)
+                want[i] = None
+            else:
+                want[i] = value_of(i + 10_000, 10_000)
+                assert c.set(b"k%d" % i, want[i], noreply=False)
+        deadline = time.monotonic() + 15
+        while stats_far(c)["far:0:available"] != "0" and time.monotonic() < deadline:
+            c.get(b"k%d" % random.randrange(150, n))  # far reads notice the cut
+        assert stats_far(c)["far:0:available"] == "0"
+        for i in range(n, n + 600):  # push the new values far: to the live replicas only
+            assert c.set(b"f%d" % i, value_of(i, 10_000), noreply=False)
+        hosts[0].heal()
+        deadline = time.monotonic() + 15
+        while stats_far(c)["far:0:available"] != "1" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        far = stats_far(c)
+        assert far["far:0:available"] == "1" and int(far["far_clears"]) >= 1
+        got = {i: c.get(b"k%d" % i) for i in range(n)}
+        wrong = [
+            (i, "miss" if got[i] is None else "old" if got[i] == value_of(i, 10_000) else "?")
+            for i in range(n)
+            if got[i] != want[i]
+        ]
+        assert wrong == []  # the new value or the delete, never node 0's old copy
+        c.close()
