@@ -232,7 +232,7 @@ def test_a_partitioned_node_rejoins_cleared_and_nothing_stale_is_read(far_hosts)
         hosts[0].cut()
         for i in range(0, 150):  # far keys: overwritten or deleted while node 0 is away
             if i % 3 == 2:
-                c.delete(b"k%d" % i)
+                c.delete(b"k%d" % i, noreply=False)
                 want[i] = None
             else:
                 want[i] = value_of(i + 10_000, 10_000)
@@ -257,3 +257,37 @@ def test_a_partitioned_node_rejoins_cleared_and_nothing_stale_is_read(far_hosts)
         ]
         assert wrong == []  # the new value or the delete, never node 0's old copy
         c.close()
+
+
+def test_nodes_that_fill_up_evict_and_never_serve_a_stale_copy():
+    """Far nodes too small for the data evict on their own, each its own way:
+    with two replicas, a read answers the last value stored or a miss."""
+    nodes = [FarProcess(memory_mb=6) for _ in range(3)]
+    try:
+        args = ("-m", "4", "--far", far_arg(nodes), "--far-replicas", "2", "--far-timeout", "2")
+        with KvCache(*args) as kv:
+            c = Client(("127.0.0.1", kv.port), connect_timeout=10, timeout=15)
+            rnd = random.Random(7)
+            want: dict[int, bytes | None] = {}
+            n = 3000
+            for step in range(9000):  # ~40 MB of sets over 3,000 keys (and deletes)
+                i = rnd.randrange(n)
+                if rnd.random() < 0.1:
+                    c.delete(b"k%d" % i, noreply=False)
+                    want[i] = None
+                else:
+                    want[i] = value_of(step, 5_000)
+                    assert c.set(b"k%d" % i, want[i], noreply=False)
+            time.sleep(2.5)  # the gone logs are polled every second
+            got = {i: c.get(b"k%d" % i) for i in want}
+            stale = [i for i, v in got.items() if v is not None and v != want[i]]
+            assert stale == []  # the last value or a miss, never an older one
+            hits = sum(v is not None for v in got.values())
+            assert hits > len(want) // 4  # and the cache still holds a good part
+            st = c.stats()
+            assert int(st[b"evictions"]) > 0  # the nodes did evict
+            assert int(stats_far(c)["table_far_gone"]) > 0  # and said so
+            c.close()
+    finally:
+        for node in nodes:
+            node.stop()
