@@ -24,7 +24,7 @@ import sys
 import time
 
 from kvcache import compiled
-from kvcache.config import Settings
+from kvcache.config import Settings, far_nodes
 from kvcache.dispatcher import Dispatcher
 from kvcache.server import Listener
 from kvcache.stats import FarNodeStats
@@ -32,6 +32,7 @@ from protocol.tls import TLSError, load_server_files
 from runtime import hub as _hub
 from runtime.farclient import FarClient
 from runtime.farprocess import FarProcess, NodeSupervisor
+from runtime.fartier import FarTier
 from runtime.hashtable import RemHashTable
 from runtime.manager import Manager
 
@@ -59,8 +60,19 @@ class App:
             )
             far = FarClient("127.0.0.1", 0, s.secret, s.far_timeout, self.hub)
         elif s.far != "none":
-            host, _, port = s.far.rpartition(":")
-            far = FarClient(host, int(port), s.secret, s.far_timeout, self.hub, s.far_ssl_context)
+            nodes = s.far_nodes or far_nodes(s.far)
+            if len(nodes) == 1:  # one node: a plain client, no tier in the way
+                host, port = nodes[0]
+                far = FarClient(host, port, s.secret, s.far_timeout, self.hub, s.far_ssl_context)
+            else:  # a tier: placement, replicas, failover
+                far = FarTier(
+                    nodes,
+                    s.far_replicas,
+                    s.secret,
+                    s.far_timeout,
+                    self.hub,
+                    ssl_context=s.far_ssl_context,
+                )
         self.manager = Manager(s.memory_mb << 20, far, hub=self.hub)
         self.table = RemHashTable(self.manager, nt_threshold=s.nt_threshold)
         self.dispatcher = Dispatcher(
@@ -96,6 +108,7 @@ class App:
             ("ssl_verify_mode", 2 if s.tls_ca else 0),  # memcached's SSL_VERIFY_* numbers
             ("ssl_min_version", "tlsv1.2"),
             ("far_tls", "yes" if s.far_ssl_context is not None else "no"),
+            ("far_replicas", s.far_replicas),
         ]
 
     def _stats(self) -> list[tuple[str, object]]:
@@ -196,7 +209,8 @@ class App:
         self._stopping = True
         log.info("stopping")
         if self.manager.far is not None:
-            self.manager.far.closing = True  # what happens to the node from now on is ours
+            for client in self.manager.far.nodes():
+                client.closing = True  # what happens to the nodes from now on is ours
         if self.listener.server is not None:
             self.listener.server.close()
         deadline = time.monotonic() + 5.0

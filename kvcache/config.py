@@ -1,17 +1,21 @@
 """Command-line settings of the kvcache server.
 
     kvcache [-p 11211] [-l 127.0.0.1] [-m MB] [-I SIZE] [-c CONNS] [-b BACKLOG]
-            [--far HOST:PORT | none] [--far-memory MB] [--nt-threshold SIZE]
-            [--far-timeout SECONDS] [--secret-file F] [-A] [-v]
+            [--far HOST:PORT[,HOST:PORT...] | none] [--far-replicas R]
+            [--far-memory MB] [--nt-threshold SIZE] [--far-timeout SECONDS]
+            [--secret-file F] [-A] [-v]
             [-Z] [--tls-cert F --tls-key F [--tls-ca F]]
             [--far-tls-ca F [--far-tls-cert F --far-tls-key F]]
 
 Without --far an embedded far node is started as a child process on an
 ephemeral loopback port (supervised: restarted when it dies; stopped on
 exit); `--far none` runs local only: cold items are evicted, as memcached
-evicts them. -I is bounded as memcached bounds it: at least 1024 bytes, at
-most 1 GiB and at most half of -m. A secret file that cannot be read is a
-one-line error (exit status 1), as is a port that cannot be bound.
+evicts them. Several --far nodes make a far tier (runtime/fartier.py): each
+far item on --far-replicas of them (default 1, at most the number of
+nodes; more than 1 needs several nodes). -I is bounded as memcached bounds
+it: at least 1024 bytes, at most 1 GiB and at most half of -m. A secret file
+that cannot be read is a one-line error (exit status 1), as is a port that
+cannot be bound.
 
 TLS for clients, as memcached's -Z (1.5.13+): --tls-cert (the certificate
 chain, PEM) and --tls-key turn it on for the listener (-Z only insists on
@@ -20,10 +24,10 @@ signed (memcached's ssl_verify_mode 2 with ssl_ca_cert). Certificates that
 cannot be loaded are a one-line error at startup; `refresh_certs` reloads
 them while serving.
 
-TLS to the far node (`--far HOST:PORT` only; the embedded node is on
-loopback): --far-tls-ca checks the node's certificate (chain and name:
-HOST must be in it), --far-tls-cert/--far-tls-key present kvcache's own to a
-node started with --tls-ca (mutual authentication). The secret still goes
+TLS to the far nodes (`--far HOST:PORT[,...]` only; the embedded node is on
+loopback): --far-tls-ca checks each node's certificate (chain and name:
+HOST must be in it), --far-tls-cert/--far-tls-key present kvcache's own to
+nodes started with --tls-ca (mutual authentication). The secret still goes
 in HELLO.
 """
 
@@ -55,13 +59,36 @@ def parse_size(text: str) -> int:
     return value
 
 
+def far_nodes(text: str) -> list[tuple[str, int]]:
+    """[(host, port), ...] of `--far HOST:PORT[,HOST:PORT...]`; ArgumentTypeError if malformed."""
+    nodes: list[tuple[str, int]] = []
+    for part in text.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(
+                f"--far takes HOST:PORT[,HOST:PORT...] (ports 1-65535) or none, not {text!r}"
+            )
+        if (host, int(port)) in nodes:
+            raise argparse.ArgumentTypeError(f"--far lists {host}:{port} twice")
+        nodes.append((host, int(port)))
+    return nodes
+
+
 def _far(text: str) -> str:
     if text == "none":
         return text
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"--far takes HOST:PORT or none, not {text!r}")
+    far_nodes(text)
     return text
+
+
+def _replicas(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--far-replicas takes a number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--far-replicas must be at least 1, not {value}")
+    return value
 
 
 @dataclass
@@ -74,7 +101,9 @@ class Settings:
     item_size_max: int = 1 << 20  # bytes, -I
     max_connections: int = 1024
     listen_backlog: int = 1024  # -b: the listen queue, memcached's default
-    far: str | None = None  # HOST:PORT, "none", or None: start an embedded node
+    far: str | None = None  # HOST:PORT[,HOST:PORT...], "none", or None: start an embedded node
+    far_nodes: list[tuple[str, int]] | None = None  # --far parsed: (host, port) per node
+    far_replicas: int = 1  # copies of each far item (several --far nodes)
     far_memory_mb: int = 1024  # the embedded node's -m
     nt_threshold: int | None = None  # values this big are read non-temporally
     far_timeout: float = 2.0  # seconds a far request may take
@@ -105,7 +134,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     ap.add_argument(
         "-b", "--listen-backlog", type=int, default=1024, help="listen queue (default 1024)"
     )
-    ap.add_argument("--far", type=_far, default=None, help="far node HOST:PORT, or none")
+    ap.add_argument(
+        "--far", type=_far, default=None, help="far node(s) HOST:PORT[,HOST:PORT...], or none"
+    )
+    ap.add_argument(
+        "--far-replicas", type=_replicas, default=1, help="copies of each far item (default 1)"
+    )
     ap.add_argument("--far-memory", type=int, default=1024, help="embedded far node MB")
     ap.add_argument("--nt-threshold", type=parse_size, default=None, help="non-temporal size")
     ap.add_argument("--far-timeout", type=float, default=2.0, help="far request timeout, s")
@@ -151,13 +185,20 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if a.far_tls_cert is not None and a.far_tls_ca is None:
         ap.error("--far-tls-cert: TLS to the far node needs --far-tls-ca")
     if a.far_tls_ca is not None and (a.far is None or a.far == "none"):
-        ap.error("--far-tls-ca: TLS goes to a far node given as --far HOST:PORT")
+        ap.error("--far-tls-ca: TLS goes to far nodes given as --far HOST:PORT[,...]")
     far_ssl_context = None
     if a.far_tls_ca is not None:
         try:
             far_ssl_context = client_context(a.far_tls_ca, a.far_tls_cert, a.far_tls_key)
         except TLSError as exc:
             ap.exit(1, f"kvcache: {exc}\n")
+    nodes = far_nodes(a.far) if a.far not in (None, "none") else None
+    if a.far_replicas > (len(nodes) if nodes else 1):
+        if nodes:
+            where = f"{len(nodes)} far node{'s' if len(nodes) > 1 else ''}"
+        else:
+            where = "the embedded far node" if a.far is None else "--far none"
+        ap.error(f"--far-replicas {a.far_replicas}: more copies than far nodes ({where})")
     secret = b""
     if a.secret_file:
         try:
@@ -174,6 +215,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         max_connections=a.conn_limit,
         listen_backlog=a.listen_backlog,
         far=a.far,
+        far_nodes=nodes,
+        far_replicas=a.far_replicas,
         far_memory_mb=a.far_memory,
         nt_threshold=a.nt_threshold,
         far_timeout=a.far_timeout,

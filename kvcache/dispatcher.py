@@ -241,8 +241,14 @@ class Dispatcher:
         """Start far reads of keys that requests parsed ahead will get. Never parks."""
         self.table.prefetch(keys)
 
-    def _is_far(self, key: bytes) -> bool:
-        return key not in self.table.index and self.table.may_be_far(key)
+    def _offloads(self, key: bytes) -> bool:
+        """Whether a verb on `key` runs at the far node: a far item with one far copy.
+
+        With replicas (R > 1) it never does: the item is brought home,
+        changed, and written back to every replica (no replica diverges).
+        """
+        table = self.table
+        return key not in table.index and table.may_be_far(key) and table.can_offload()
 
     # -- retrieval -------------------------------------------------------------------
 
@@ -565,10 +571,10 @@ class Dispatcher:
         exptime = absolute_exptime(raw_exptime, self.now())
         if mode == "set":
             return self._put(key, value, flags, exptime, new_cas)
-        if mode in ("append", "prepend") and self._is_far(key):
+        if mode in ("append", "prepend") and self._offloads(key):
             status, fields, _ = self._far_op(key, mode, new_cas or self.next_cas(), data=value)
             return STORED if status == Status.OK else NOT_STORED
-        if mode == "cas" and self._is_far(key):
+        if mode == "cas" and self._offloads(key):
             cas = new_cas or self.next_cas()
             status, _, _ = self._far_op(key, "cas", cas_unique, flags, exptime, cas, data=value)
             if status == Status.OK:
@@ -684,7 +690,7 @@ class Dispatcher:
         A far item is changed at the far node (offloaded) unless `offload` is
         False or a cas is compared: then it is fetched and changed here.
         """
-        if offload and compare is None and self._is_far(key):
+        if offload and compare is None and self._offloads(key):
             status, fields, _ = self._far_op(
                 key, "incr" if incr else "decr", delta, self.next_cas()
             )
@@ -719,7 +725,7 @@ class Dispatcher:
         """touch <key> <exptime>."""
         exptime = absolute_exptime(req.exptime, self.now())
         self.counters["cmd_touch"] += 1
-        if self._is_far(req.key):
+        if self._offloads(req.key):
             status, _, _ = self._far_op(req.key, "touch", exptime)
             hit = status == Status.OK
         else:

@@ -17,6 +17,13 @@ the far node is unavailable nothing describes it: far_items is 0 (the items
 that may come back with it are `far_items_unreachable`), curr_items counts
 resident items, node_* stats are absent. Items lost with a node that came
 back empty are counted in `far_items_lost`.
+
+With several far nodes (a tier) `far_bytes`, `far_limit_bytes` and the far
+evictions are sums over the nodes available; `stats far` has one row set
+per node, `far:N:address`, `far:N:state`, `far:N:available`, `far:N:bytes`,
+`far:N:limit_bytes`, `far:N:items`, `far:N:reads`, `far:N:writes`,
+`far:N:errors` (N in --far order; bytes, limit and items only while the
+node is available), and the single-node `node_*` rows only for one node.
 """
 
 from __future__ import annotations
@@ -43,47 +50,97 @@ _STARTED = time.time()
 
 
 class FarNodeStats:
-    """The far node's STATS, fetched when asked for; nothing while the node is down."""
+    """The far nodes' STATS, fetched when asked for; nothing for a node while it is down."""
 
-    WAIT = 0.5  # seconds a `stats` waits for the node's answer
+    WAIT = 0.5  # seconds a `stats` waits for the nodes' answers
 
     def __init__(self, far: Any):
         self.far = far
-        self.values: dict[str, Any] = {}  # the current node instance's last answer
-        self.node_name = ""  # the instance that gave it
-        self.past_evictions = 0  # evictions of earlier instances (restarted, gone)
+        self.clients = far.nodes()  # one FarClient per node
+        n = len(self.clients)
+        self.values: list[dict[str, Any]] = [{} for _ in range(n)]  # last answer per node
+        self.node_names = [""] * n  # the instance that gave it
+        self.past_evictions = [0] * n  # evictions of earlier instances (restarted, gone)
 
     def refresh(self) -> None:
-        """Ask the node for its STATS and wait briefly for them. May park.
+        """Ask every available node for its STATS and wait briefly for them. May park.
 
         From the hub it raises WouldPark first (nothing changed).
         """
-        far = self.far
-        if far is None or not far.available:
+        up = [i for i, c in enumerate(self.clients) if c.available]
+        if not up:
             return
         _hub.check_can_park()
-        waiter = _hub.Waiter(far.hub)
-        far.submit(Op.STATS, 0, b"", lambda status, body: waiter.switch((status, body)))
+        waiter = _hub.Waiter(self.far.hub)
+        replies: dict[int, tuple] = {}
+
+        def reply(i: int, status: Any, body: Any) -> None:
+            replies[i] = (status, body, self.clients[i].node_name)
+            if len(replies) == len(up):
+                waiter.switch(None)
+
+        for i in up:
+            self.clients[i].submit(Op.STATS, 0, b"", lambda s, b, i=i: reply(i, s, b))
         try:
-            status, body = waiter.get(self.WAIT)
+            waiter.get(self.WAIT)
         except TimeoutError:
-            return
-        if status == Status.OK:
-            if far.node_name != self.node_name:
-                self.past_evictions += self.values.get("evictions", 0)
-                self.node_name = far.node_name
-            self.values = decode_stats_reply(body)
+            pass
+        for i, (status, body, name) in list(replies.items()):
+            if status == Status.OK:
+                if name != self.node_names[i]:
+                    self.past_evictions[i] += self.values[i].get("evictions", 0)
+                    self.node_names[i] = name
+                self.values[i] = decode_stats_reply(body)
+
+    def node(self, i: int) -> dict[str, Any]:
+        """Node i's last figures while it is available; {} while it is not."""
+        c = self.clients[i]
+        if not c.available or c.node_name != self.node_names[i]:
+            return {}
+        return self.values[i]
 
     def current(self) -> dict[str, Any]:
-        """The node's last figures while it is available; {} while it is not."""
-        far = self.far
-        if far is None or not far.available or far.node_name != self.node_name:
+        """The one far node's last figures ({} while it is down, or with several nodes)."""
+        if len(self.clients) != 1 or not self.far.available:
             return {}
-        return self.values
+        return self.node(0)
+
+    def total(self, key: str) -> int:
+        """A node figure summed over the nodes available."""
+        return sum(self.node(i).get(key, 0) for i in range(len(self.clients)))
 
     def evictions(self) -> int:
         """Items the far node(s) evicted, over every instance seen."""
-        return self.past_evictions + self.current().get("evictions", 0)
+        return sum(self.past_evictions) + self.total("evictions")
+
+    def rows(self, mgr: Any) -> list[tuple[str, Any]]:
+        """`stats far`'s per-node rows: far:N:address ... far:N:errors."""
+        far = self.far
+        counters = getattr(far, "node_counters", None)
+        per = counters() if counters is not None else None
+        out: list[tuple[str, Any]] = []
+        for i, c in enumerate(self.clients):
+            if per is not None:
+                row = per[i]
+            else:  # one node: every far read and write went to it
+                row = {
+                    "address": f"{c.host}:{c.port}",
+                    "state": c.state,
+                    "available": int(c.available),
+                    "reads": mgr.counters["far_reads"],
+                    "writes": mgr.counters["far_writes"],
+                    "errors": c.failures + c.timeouts,
+                }
+            node = self.node(i)
+            p = f"far:{i}:"
+            out += [(p + "address", row["address"]), (p + "state", row["state"])]
+            out.append((p + "available", row["available"]))
+            if node:
+                out.append((p + "bytes", node.get("bytes", 0)))
+                out.append((p + "limit_bytes", node.get("limit_bytes", 0)))
+                out.append((p + "items", node.get("objects", 0)))
+            out += [(p + k, row[k]) for k in ("reads", "writes", "errors")]
+        return out
 
 
 def general(d: Dispatcher) -> list[tuple[str, Any]]:
@@ -98,8 +155,8 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
     far_up = mgr.far is not None and mgr.far.available
     far_only = table.far_only()  # items whose only copy is far (filter-based)
     far_items = far_only if far_up else 0
-    node = d.far_stats.current() if d.far_stats else {}
-    node_evictions = d.far_stats.evictions() if d.far_stats else 0
+    fs = d.far_stats
+    node_evictions = fs.evictions() if fs else 0
     out: list[tuple[str, Any]] = [
         ("pid", os.getpid()),
         ("uptime", int(now - _STARTED)),
@@ -159,8 +216,8 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         ("far_items", far_items),
         ("far_items_unreachable", 0 if far_up else far_only),
         ("far_items_lost", table.stats["far_lost"]),
-        ("far_bytes", node.get("bytes", 0)),
-        ("far_limit_bytes", node.get("limit_bytes", 0)),
+        ("far_bytes", fs.total("bytes") if fs and far_up else 0),
+        ("far_limit_bytes", fs.total("limit_bytes") if fs and far_up else 0),
         ("far_reads", mgr.counters["far_reads"]),
         ("far_writes", mgr.counters["far_writes"]),
         ("far_hits", table.stats["far_hits"]),
@@ -251,8 +308,10 @@ def far(d: Dispatcher) -> list[tuple[str, Any]]:
     for gen, st in enumerate(gc.get_stats()):  # the cyclic collector: tuned by kvcache.app
         out.append((f"gc_gen{gen}_collections", st["collections"]))
     out.append(("gc_tracked_objects", len(gc.get_objects())))
-    node = d.far_stats.current() if d.far_stats else {}
-    out += sorted(("node_" + k, v) for k, v in node.items() if not isinstance(v, dict))
+    if d.far_stats is not None:
+        node = d.far_stats.current()
+        out += sorted(("node_" + k, v) for k, v in node.items() if not isinstance(v, dict))
+        out += d.far_stats.rows(mgr)
     return out
 
 

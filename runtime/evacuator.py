@@ -8,8 +8,9 @@ clock hand), until free segments reach the stop mark (22%):
       dead / expired                 -> reclaim, no I/O
       hot (hotness > 0)              -> copy to a survivor segment, hotness /= 2
       cold, clean, far copy valid    -> drop the local copy, no I/O
-      cold, dirty                    -> mark EVACUATING, write back in a batch;
-                                        on the far node's ack, if still marked,
+      cold, dirty                    -> mark EVACUATING, write back in a batch
+                                        (to every replica of it, with several
+                                        far nodes); on the ack, if still marked,
                                         the object becomes far (or stays local
                                         and clean if it was touched meanwhile);
                                         if a mutator overtook it, or no answer
@@ -103,8 +104,11 @@ class EvacHandler(Protocol):
     def evac_dead(self, slot: int) -> bool:
         """True if the object in `slot` is dead (expired): reclaim it, no I/O."""
 
-    def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes] | None:
-        """The far WRITE for a dirty object: (op, ds, frame body); None: can't now."""
+    def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes, bytes] | None:
+        """The far WRITE for a dirty object: (op, ds, frame body, far name); None: can't now.
+
+        The name places the object when there are several far nodes.
+        """
 
     def evac_written(self, slot: int, marked: int) -> None:
         """The far node acknowledged the write-back of the object (word `marked`)."""
@@ -255,7 +259,7 @@ class Evacuator:
         heap: Heap = self.heap
         far = self.manager.far
         far_up: cython.bint = far is not None and far.available
-        pending: list = []  # (owner, owner id, slot, marked word, op, ds)
+        pending: list = []  # (owner, owner id, slot, marked word, op, ds, far name)
         bodies: list = []
         t0: cython.double = time.perf_counter()
         start: cython.double = t0
@@ -309,7 +313,7 @@ class Evacuator:
                 if req is not None:
                     marked = w | _EVACUATING
                     _set_word(owner, slot, marked)
-                    pending.append((owner, owner_id, slot, marked, req[0], req[1]))
+                    pending.append((owner, owner_id, slot, marked, req[0], req[1], req[3]))
                     bodies.append(req[2])
                     continue
             if may_forget:
@@ -373,11 +377,11 @@ class Evacuator:
         far = self.manager.far
         batch = _Acks(len(pending), _hub.Waiter(self.manager.hub))
         for i, (entry, body) in enumerate(zip(pending, bodies, strict=True)):
-            far.submit(entry[4], entry[5], body, _Ack(batch, i))
+            far.submit_named(entry[4], entry[5], entry[6], body, _Ack(batch, i))
         batch.waiter.get()
         results = batch.results
         heap = self.heap
-        for (owner, owner_id, slot, marked, _op, _ds), status, body in zip(
+        for (owner, owner_id, slot, marked, _op, _ds, _name), status, body in zip(
             pending, results, bodies, strict=True
         ):
             w = owner.words[slot]

@@ -37,17 +37,20 @@ cdef class FarClient:
     cdef public double _warned_at
     cdef public Py_ssize_t _attempts
     cdef public bint connected_once
+    cdef public bint clear_on_return
     cdef public Py_ssize_t requests
     cdef public Py_ssize_t timeouts
     cdef public Py_ssize_t failures
     cdef public Py_ssize_t reconnects
     cdef public Py_ssize_t resets
+    cdef public Py_ssize_t clears
     cdef public Py_ssize_t stalls
     cdef public double downtime
     cdef public Py_ssize_t bytes_sent
     cdef public Py_ssize_t bytes_received
 
     cpdef submit(self, object op, object ds, object body, object callback)
+    cpdef submit_named(self, object op, object ds, object name, object body, object callback)
     cpdef _send(self, object op, object ds, object body, object callback)
     cpdef _flush(self)
     cpdef _deliver(self, object req_id, object status, object body)

@@ -32,6 +32,18 @@ timeouts, reconnection, and the data structures constructed on the node.
   registered once (`register`) and constructed on every node the client
   reaches; when the node turns out to be a new instance (its HELLO name
   differs), every owner's `on_far_reset()` is told that far copies are gone.
+- A client that is one node of a tier (runtime/fartier.py) has
+  `clear_on_return`: a node that comes back after being down or stalled, new
+  instance or the same one after a partition, is trusted for nothing it
+  held. Its structures are destructed and constructed again before it is
+  used, and owners hear `on_far_cleared()` instead of `on_far_reset()`. A
+  stalled node that answers again rejoins through a reconnect, so the same
+  path clears it.
+- The interface the data structures use is the one a FarTier presents too:
+  `submit_named`/`call_named` (a request about one object, by its far name:
+  a tier places it; here the name is not needed), `broadcast` (every node),
+  `nodes()`, `members(st)` (per node: the client and its structure),
+  `replica_count()`, `first_replica()`.
 """
 
 from __future__ import annotations
@@ -183,12 +195,14 @@ class FarClient:
         self._warned_at = 0.0  # monotonic time of the last "unreachable" warning
         self._attempts = 0  # connection attempts since the node went down
         self.connected_once = False
+        self.clear_on_return = False  # a tier's node: cleared whenever it comes back
         # stats
         self.requests = 0
         self.timeouts = 0
         self.failures = 0  # requests failed because the node was down or lost
         self.reconnects = 0
         self.resets = 0  # new node instances seen
+        self.clears = 0  # returns after which the node's structures were cleared
         self.stalls = 0  # times the node was declared stalled
         self.downtime = 0.0  # seconds unavailable, over past outages
         self.bytes_sent = 0  # frame bytes written to the node, headers included
@@ -295,6 +309,38 @@ class FarClient:
             return
         self._send(op, ds, body, callback)
 
+    def submit_named(self, op: int, ds: int, name: bytes, body: bytes, callback: Callback) -> None:
+        """submit() of a request about the object `name` (a tier places it by name).
+
+        One node holds everything: the name is not needed. Never parks.
+        """
+        self.submit(op, ds, body, callback)
+
+    def broadcast(self, op: int, ds: int, body: bytes, callback: Callback) -> None:
+        """submit() to every node (here the one). Never parks."""
+        self.submit(op, ds, body, callback)
+
+    def nodes(self) -> list:
+        """The clients of every node: this one."""
+        return [self]
+
+    def members(self, st: FarStructure) -> list:
+        """(client, that node's structure) per node, for per-node requests (gone, stats)."""
+        return [(self, st)]
+
+    def replica_count(self) -> int:
+        """Copies of each far object: 1."""
+        return 1
+
+    def first_replica(self, ds: int, name: bytes) -> int:
+        """The index (in nodes()) of the node an object is read from first: 0."""
+        return 0
+
+    def reset_connection(self) -> None:
+        """Drop the connection (it reconnects; with clear_on_return, cleared). Never parks."""
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.close()
+
     def _send(self, op: int, ds: int, body: bytes, callback: Callback) -> None:
         rid = self._next_id
         self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
@@ -322,6 +368,20 @@ class FarClient:
         self.submit(op, ds, body, reply)
         return w.get()
 
+    def call_named(self, op: int, ds: int, name: bytes, body: bytes) -> tuple[int, bytes]:
+        """call() of a request about the object `name` (see submit_named). May park."""
+        _hub.check_can_park()
+        w = _hub.Waiter(self.hub)
+
+        def reply(status: Any, rbody: Any) -> None:
+            if status is None:
+                w.throw(rbody)
+            else:
+                w.switch((status, rbody))
+
+        self.submit_named(op, ds, name, body, reply)
+        return w.get()
+
     def stats_call(self) -> dict:
         """The node's STATS, as a dict. May park."""
         status, body = self.call(Op.STATS, 0, b"")
@@ -345,6 +405,7 @@ class FarClient:
             "far_failures": self.failures,
             "far_reconnects": self.reconnects,
             "far_resets": self.resets,
+            "far_clears": self.clears,
             "far_stalls": self.stalls,
             "far_outstanding": len(self._outstanding),
             "far_available": int(self.available),
@@ -352,6 +413,9 @@ class FarClient:
             "far_down_seconds": round(self.downtime + self.down_seconds(), 3),
             "far_bytes_sent": self.bytes_sent,
             "far_bytes_received": self.bytes_received,
+            "far_nodes": 1,
+            "far_replicas": 1,
+            "far_failovers": 0,
         }
 
     # -- internals -----------------------------------------------------------
@@ -461,6 +525,11 @@ class FarClient:
             period = min(PROBE_PERIOD, self.timeout)
             self._probe = self.hub.loop.call_later(period, self._send_probe)
             return
+        if self.clear_on_return:
+            # frames sent before the stall may have been applied late, or not at
+            # all: it rejoins through a reconnect, which clears it
+            self.reset_connection()
+            return
         self.stalled = False
         self._timeouts_in_row = 0
         self._came_up("it answered a PING")
@@ -552,7 +621,13 @@ class FarClient:
             raise FarUnavailable(f"far node refused HELLO: {decode_message(body)}")
         _version, name = decode_hello_reply(body)
         new_node = name != self.node_name
+        clear = self.clear_on_return and self.connected_once
         for st in self.structures:
+            if clear and not new_node and st.ds:
+                # the same instance after a partition or stall: it may hold copies
+                # that missed writes; NOT_FOUND (gone already) is as good
+                await self._request(Op.DESTRUCT, st.ds, b"")
+                st.ds = 0
             if new_node or not st.ds:
                 status, body = await self._request(
                     Op.CONSTRUCT, 0, encode_construct(st.kind, st.params)
@@ -563,6 +638,16 @@ class FarClient:
         if new_node and self.node_name:
             self.resets += 1
             log.warning("far node %s is a new instance: far copies are gone", name)
+        if clear:
+            self.clears += 1
+            log.warning(
+                "far node %s:%d rejoins cleared: trusted for nothing it held", self.host, self.port
+            )
+            for st in self.structures:
+                cleared = getattr(st.owner, "on_far_cleared", None)
+                if cleared is not None:
+                    cleared()
+        elif new_node and self.node_name:
             for st in self.structures:
                 reset = getattr(st.owner, "on_far_reset", None)
                 if reset is not None:

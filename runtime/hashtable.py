@@ -41,6 +41,12 @@
   item: the filter is cleared and resident items become the only copies.
 - Expiry: `exptime` is absolute unix seconds (0 = never); an expired item is
   a miss and is reclaimed with no I/O. The far node expires its copies too.
+- Several far nodes (runtime/fartier.py): requests name their key
+  (`submit_named`) and the tier sends them to the key's replicas; "the far
+  node" above means every replica. With replicas nothing is offloaded
+  (`can_offload`); a node's `gone` report counts only for keys it is the
+  primary of, and removes the other copies; a node that rejoins cleared makes
+  resident items that had a copy there dirty (`on_far_node_cleared`).
 
 Compiled (kvcache/compiled.py, hashtable.pxd): the index probe (`_find`: a
 hash, the home entry, the word's tag, one memcmp), the header reads and the
@@ -301,7 +307,8 @@ class RemHashTable(Remoteable):
         self._clear_pending = False  # a flush_all the far node has not heard of
         super().__init__(manager, 0, {"evict": True})
         if manager.far is not None:
-            manager.hub.loop.call_later(GONE_PERIOD, self._poll_gone)
+            for i in range(len(manager.far.nodes())):
+                manager.hub.loop.call_later(GONE_PERIOD, self._poll_gone, i)
 
     # -- segments and item headers (C pointers when compiled) -----------------------
 
@@ -709,7 +716,7 @@ class RemHashTable(Remoteable):
             fetch = fetches[key] = _Fetch(self, key)
             fetch.waiters.append((batch, key))
             counters["far_reads"] += 1
-            far.submit(_OP_READ, ds, encode_name(key), fetch)
+            far.submit_named(_OP_READ, ds, key, encode_name(key), fetch)
         batch.sending = False
         return True
 
@@ -798,7 +805,7 @@ class RemHashTable(Remoteable):
             fetch = fetches[key] = _Fetch(self, key)
             fetch.waiters.append((_Prefetched(self), key))
             started += 1
-            far.submit(Op.READ, st.ds, encode_name(key), fetch)
+            far.submit_named(Op.READ, st.ds, key, encode_name(key), fetch)
         self.manager.counters["far_reads"] += started
         self.manager.counters["prefetches"] += started
         return started
@@ -951,9 +958,10 @@ class RemHashTable(Remoteable):
         if far is not None and st is not None and st.ds and far.available:
             self.stats["far_removes"] += 1
             gen = self._generation
-            far.submit(
+            far.submit_named(
                 Op.REMOVE,
                 st.ds,
+                key,
                 encode_name(key),
                 lambda status, body, key=key: self._removed(key, status, gen),
             )
@@ -998,7 +1006,7 @@ class RemHashTable(Remoteable):
             if status is None and gen == self._generation:
                 self._unsure_copy(key)  # no answer: try again when it answers
 
-        far.submit(Op.REMOVE, st.ds, encode_name(key), done)
+        far.submit_named(Op.REMOVE, st.ds, key, encode_name(key), done)
 
     def evac_unsure(self, body: bytes) -> None:
         """A write-back the node may hold though the item moved on: remove that copy."""
@@ -1013,7 +1021,7 @@ class RemHashTable(Remoteable):
         if self._clear_pending:
             self._clear_pending = False
             self._unsure.clear()
-            far.submit(Op.COMPUTE, st.ds, encode_compute("clear", b""), self._cleared)
+            far.broadcast(Op.COMPUTE, st.ds, encode_compute("clear", b""), self._cleared)
         keys, self._unsure = self._unsure, set()
         for key in keys:
             self._remove_unsure(key)
@@ -1058,7 +1066,7 @@ class RemHashTable(Remoteable):
         ds = self._far_ds()
         self.stats["far_removes"] += 1
         try:
-            status, _ = far.call(Op.REMOVE, ds, encode_name(key))
+            status, _ = far.call_named(Op.REMOVE, ds, key, encode_name(key))
         except FarMemoryError:
             self.filter.discard(key)  # it may still be there: never read it back
             self._unsure_copy(key)
@@ -1085,7 +1093,7 @@ class RemHashTable(Remoteable):
         st = self.far_ds
         self._unsure.clear()
         if far is not None and st is not None and st.ds and far.available:
-            far.submit(Op.COMPUTE, st.ds, encode_compute("clear", b""), self._cleared)
+            far.broadcast(Op.COMPUTE, st.ds, encode_compute("clear", b""), self._cleared)
         elif far is not None:
             self._clear_pending = True  # sent when the node answers again
 
@@ -1123,11 +1131,21 @@ class RemHashTable(Remoteable):
             _ATIME.pack_into(buf, item.off + 16, atime)
         buf[item.off + _STATE_AT] = state
 
+    def can_offload(self) -> bool:
+        """Whether a far item may be changed at the far node (one copy: R = 1).
+
+        With replicas an offloaded change could reach one copy and miss
+        another; callers then bring the item home, change it there and let it
+        be written back to every replica (the set removes the far copies).
+        """
+        far = self.manager.far
+        return far is not None and far.replica_count() == 1
+
     def offload(self, key: Key, op: str, *fields: int, data: bytes = b"") -> tuple:
         """Run a remote-agent op on the far copy of `key`: (status, fields, data). May park.
 
-        Only for keys that are not resident; the caller updates the filter on
-        NOT_FOUND (the far copy is gone).
+        Only for keys that are not resident, and only if can_offload(); the
+        caller updates the filter on NOT_FOUND (the far copy is gone).
         """
         _hub.check_can_park()
         far = self.manager.far
@@ -1141,7 +1159,7 @@ class RemHashTable(Remoteable):
             # join it: they read again, after this change on the connection
             fetch.stale = True
         body = encode_compute(op, key, encode_compute_args(op, *fields, data=data))
-        status, rbody = far.call(Op.COMPUTE, self._far_ds(), body)
+        status, rbody = far.call_named(Op.COMPUTE, self._far_ds(), key, body)
         if status == Status.NOT_FOUND:
             return status, (), b""  # its filter entry: see _fetched
         if status in (Status.OK,):
@@ -1168,7 +1186,7 @@ class RemHashTable(Remoteable):
         self.stats["reclaimed"] += 1
         self._drop_slot(slot)
 
-    def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes] | None:
+    def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes, bytes] | None:
         """The far WRITE of a dirty item, fields and all."""
         st = self.far_ds
         if st is None or not st.ds:
@@ -1177,7 +1195,7 @@ class RemHashTable(Remoteable):
         key = bytes(data[_HDR : _HDR + nkey])
         value = bytes(data[_HDR + nkey :])
         self.manager.counters["far_writes"] += 1
-        return Op.WRITE, st.ds, encode_write(key, value, flags, exptime, cas)
+        return Op.WRITE, st.ds, encode_write(key, value, flags, exptime, cas), key
 
     def evac_written(self, slot: int, marked: int) -> None:
         """The far node now holds the item: its key may be far from now on."""
@@ -1193,6 +1211,25 @@ class RemHashTable(Remoteable):
         """Evicted with no far copy (no far node): the cache forgets it."""
         self.stats["evictions"] += 1
         self._drop_slot(slot)
+
+    def on_far_node_cleared(self, index: int) -> None:
+        """Node `index` of a tier rejoined empty: resident items with a copy there go dirty.
+
+        They keep FAR and their filter entries (other replicas may still hold
+        identical copies, which reads fail over to) and are written back to
+        every replica again. Far-only items are left to their other replicas;
+        one whose every copy is gone reads as a miss (its filter entry stays
+        until the key is removed or written again).
+        """
+        far = self.manager.far
+        st = self.far_ds
+        if far is None or st is None:
+            return
+        words = self.words
+        for slot in self.index.slots():
+            w = words[slot]
+            if w & FAR and index in far.replicas_of(st.ds, self._key_at(slot)):
+                words[slot] = w | DIRTY
 
     def on_far_reset(self) -> None:
         """The far node restarted: far items are gone; resident ones are the only copies."""
@@ -1213,25 +1250,32 @@ class RemHashTable(Remoteable):
 
     # -- the far node's `gone` notices ----------------------------------------------
 
-    def _poll_gone(self) -> None:
-        """Ask the far node which keys it evicted or expired (hub; never parks)."""
+    def _poll_gone(self, i: int = 0) -> None:
+        """Ask far node `i` which keys it evicted or expired (hub; never parks)."""
         far = self.manager.far
         st = self.far_ds
         if far is None or far.closed:
             return
-        if not (far.available and st is not None and st.ds):
-            self.manager.hub.loop.call_later(GONE_PERIOD, self._poll_gone)
+        client, part = far.members(st)[i] if st is not None else (far, None)
+        if not (far.available and client.available and part is not None and part.ds):
+            self.manager.hub.loop.call_later(GONE_PERIOD, self._poll_gone, i)
             return
         gen = self._generation
-        far.submit(
+        client.submit(
             Op.COMPUTE,
-            st.ds,
+            part.ds,
             encode_compute("gone", b""),
-            lambda status, body: self._gone(status, body, gen),
+            lambda status, body: self._gone(status, body, gen, i),
         )
 
-    def _gone(self, status: Any, body: Any, gen: int) -> None:
-        """Drop the filter entries of keys the node lost by itself; poll again."""
+    def _gone(self, status: Any, body: Any, gen: int, i: int = 0) -> None:
+        """Drop the filter entries of keys node `i` lost by itself; poll it again.
+
+        With several nodes only the key's first replica's word counts (each
+        node evicts and expires on its own, and a filter entry must be dropped
+        at most once), and the key's other copies are removed: with no filter
+        entry they could be left stale by a later change.
+        """
         more = False
         if status == Status.OK and gen == self._generation:
             try:
@@ -1240,13 +1284,38 @@ class RemHashTable(Remoteable):
             except FrameError as exc:
                 log.warning("bad gone reply from the far node: %s", exc)
             else:
-                discard = self.filter.discard
-                for name in names:
-                    discard(name)
-                self.stats["far_gone"] += len(names)
+                far = self.manager.far
+                if len(far.nodes()) == 1:
+                    discard = self.filter.discard
+                    for name in names:
+                        discard(name)
+                    self.stats["far_gone"] += len(names)
+                else:
+                    self._gone_from(i, names)
                 self.stats["far_gone_lost"] += lost
                 more = len(names) >= GONE_BATCH
-        self.manager.hub.loop.call_later(0 if more else GONE_PERIOD, self._poll_gone)
+        self.manager.hub.loop.call_later(0 if more else GONE_PERIOD, self._poll_gone, i)
+
+    def _gone_from(self, i: int, names: list) -> None:
+        """A tier's node `i` evicted or expired `names`: forget those it is the primary of."""
+        far = self.manager.far
+        st = self.far_ds
+        replicated = far.replica_count() > 1
+        words = self.words
+        for name in names:
+            key = bytes(name)
+            if far.first_replica(st.ds, key) != i:
+                continue  # another replica may hold it: its primary speaks for it
+            slot = self._find(key, hash(key))
+            if slot >= 0:
+                w = words[slot]
+                if w & FAR:  # resident: now it is the only copy
+                    words[slot] = (w & ~FAR) | DIRTY
+                    self.resident_far -= 1
+            self.filter.discard(key)
+            self.stats["far_gone"] += 1
+            if replicated:
+                self._remove_unsure(key)
 
 
 _STALE = object()

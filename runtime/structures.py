@@ -19,10 +19,18 @@ a DerefScope:
   it, so the evacuator's ack leaves the new value alone.
 - An object whose only copy was on a far node that restarted raises
   FarDataLost (never wrong data).
+- With several far nodes (runtime/fartier.py) requests name their object
+  (`submit_named`) so the tier can place it; a node that rejoins cleared
+  makes resident objects that had a copy there dirty (`on_far_node_cleared`),
+  so they are written back to every replica. Array ops (sum, checksum, copy)
+  run at the node only when one node holds the whole array; over several they
+  are computed here, from the elements.
 """
 
 from __future__ import annotations
 
+import struct
+import zlib
 from array import array
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +80,7 @@ _HOT_MASK = HOT_MAX << HOT_SHIFT
 _HOT_SET = HOT_DEREF << HOT_SHIFT  # hotness a deref sets (stored only if cooler)
 _NOT_HOT = ~_HOT_MASK
 LOST = DIRTY  # a non-present word with DIRTY: the far copy was lost
+LOCAL_OP_BATCH = 64  # elements read per park by array ops computed here (several nodes)
 # the same as C constants when compiled (module globals are looked up by name)
 _C_PRESENT = cython.declare(cython.ulonglong, PRESENT)
 _C_HOT_MASK = cython.declare(cython.ulonglong, HOT_MAX << HOT_SHIFT)
@@ -217,10 +226,12 @@ class Remoteable:
             del self._inflight[slot]
             raise FarUnavailable("no far node")
         self.manager.counters["far_reads"] += 1
-        far.submit(
+        name = self.far_name(slot)
+        far.submit_named(
             Op.READ,
             self._far_ds(),
-            encode_name(self.far_name(slot)),
+            name,
+            encode_name(name),
             lambda s, b: self._fetched(slot, s, b),
         )
         return w.get()
@@ -242,10 +253,12 @@ class Remoteable:
                 continue
             self._inflight[slot] = [_BatchSlot(batch, slot)]
             self.manager.counters["far_reads"] += 1
-            far.submit(
+            name = self.far_name(slot)
+            far.submit_named(
                 Op.READ,
                 ds,
-                encode_name(self.far_name(slot)),
+                name,
+                encode_name(name),
                 lambda s, b, slot=slot: self._fetched(slot, s, b),
             )
         batch.waiter.get()
@@ -283,13 +296,14 @@ class Remoteable:
         """Nothing expires in a plain structure."""
         return False
 
-    def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes] | None:
+    def evac_writeback(self, slot: int, data: memoryview) -> tuple[int, int, bytes, bytes] | None:
         """The far WRITE of a dirty object; None while the structure has no far id."""
         st = self.far_ds
         if st is None or not st.ds:
             return None
         self.manager.counters["far_writes"] += 1
-        return Op.WRITE, st.ds, encode_write(self.far_name(slot), bytes(data))
+        name = self.far_name(slot)
+        return Op.WRITE, st.ds, encode_write(name, bytes(data)), name
 
     def evac_written(self, slot: int, marked: int) -> None:
         """A write-back of the object (word `marked`) was acknowledged."""
@@ -315,6 +329,22 @@ class Remoteable:
 
     def on_far_back(self) -> None:
         """The far node answers again after being down or stalled."""
+
+    def on_far_node_cleared(self, index: int) -> None:
+        """Node `index` of a tier rejoined empty: resident objects with a copy there go dirty.
+
+        They keep FAR (other replicas may hold identical copies) and are
+        written back to every replica again. Far-only objects are left: a
+        read fails over to another replica, or raises FarDataLost.
+        """
+        far = self.manager.far
+        st = self.far_ds
+        if far is None or st is None:
+            return
+        words = self.words
+        for i, w in enumerate(words):
+            if w & PRESENT and w & FAR and index in far.replicas_of(st.ds, self.far_name(i)):
+                words[i] = w | DIRTY
 
     def on_far_reset(self) -> None:
         """The far node restarted: far-only objects are lost, local ones dirty."""
@@ -356,7 +386,8 @@ class Remoteable:
             )
             snapshot[i] = w
             self.manager.counters["far_writes"] += 1
-            far.submit(Op.WRITE, ds, encode_write(self.far_name(i), data), done)
+            name = self.far_name(i)
+            far.submit_named(Op.WRITE, ds, name, encode_write(name, data), done)
         waiter.get()
         if errors:
             err = errors[0]
@@ -512,10 +543,12 @@ class RemArray(Remoteable):
                 continue
             self._inflight[j] = []
             self.manager.counters["prefetches"] += 1
-            far.submit(
+            name = self.far_name(j)
+            far.submit_named(
                 Op.READ,
                 self.far_ds.ds,
-                encode_name(self.far_name(j)),
+                name,
+                encode_name(name),
                 lambda s, b, j=j: self._prefetched(j, s, b),
             )
 
@@ -537,15 +570,49 @@ class RemArray(Remoteable):
         body = encode_compute(opname, b"", encode_compute_args(opname, *fields))
         return decode_compute_reply(opname, self._far_call(Op.COMPUTE, body))
 
+    def _at_node(self) -> bool:
+        """Whether one far node holds the whole array (ops run there), not a tier's several."""
+        far = self.manager.far
+        return far is not None and len(far.nodes()) == 1
+
+    def _elements(self, start: int, count: int) -> list[bytes]:
+        """Copies of elements start..start+count-1, read non-temporally in batches. May park."""
+        from runtime.scope import DerefScope
+
+        out: list[bytes] = []
+        end = start + count
+        for lo in range(start, end, LOCAL_OP_BATCH):
+            with DerefScope() as scope:
+                batch = list(range(lo, min(lo + LOCAL_OP_BATCH, end)))
+                views = self.at_many(scope, batch, nt=True)
+                out += [bytes(v) for v in views]
+        return out
+
     def sum(self, start: int = 0, count: int | None = None) -> int:
         """Sum of the range as little-endian u64 lanes, mod 2**64, at the far node. May park."""
         count = self.length - start if count is None else count
+        if not self._at_node():
+            if self.elem_size % 8:
+                raise FarMemoryError(f"sum needs 8-byte lanes, elements are {self.elem_size} bytes")
+            if count > 0:
+                self._check(start)
+                self._check(start + count - 1)
+            lanes = struct.Struct(f"<{self.elem_size // 8}Q")
+            return sum(sum(lanes.unpack(e)) for e in self._elements(start, count)) % (1 << 64)
         self._flush(range(start, start + count))
         return self._offload("sum", start, count)[0][0]
 
     def checksum(self, start: int = 0, count: int | None = None) -> int:
         """CRC-32 of the range's elements in order, computed at the far node. May park."""
         count = self.length - start if count is None else count
+        if not self._at_node():
+            if count > 0:
+                self._check(start)
+                self._check(start + count - 1)
+            crc = 0
+            for e in self._elements(start, count):
+                crc = zlib.crc32(e, crc)
+            return crc
         self._flush(range(start, start + count))
         return self._offload("checksum", start, count)[0][0]
 
@@ -555,6 +622,10 @@ class RemArray(Remoteable):
             return
         self._check(src + count - 1)
         self._check(dst + count - 1)
+        if not self._at_node():
+            for k, e in enumerate(self._elements(src, count)):  # all read first: memmove
+                self.write(dst + k, e)
+            return
         self._flush(range(src, src + count))
         self._flush(range(dst, dst + count))
         self._offload("copy", src, dst, count)

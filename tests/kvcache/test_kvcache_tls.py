@@ -316,7 +316,7 @@ def test_a_far_node_it_cannot_authenticate_with_is_never_used(certs, tmp_path, m
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--far-tls-ca", "ca.crt"], b"--far-tls-ca: TLS goes to a far node given as --far"),
+        (["--far-tls-ca", "ca.crt"], b"--far-tls-ca: TLS goes to far nodes given as --far"),
         (["--far", "127.0.0.1:1", "--far-tls-cert", "c.crt"], b"--far-tls-cert and --far-tls-key"),
         (
             ["--far", "127.0.0.1:1", "--far-tls-cert", "c", "--far-tls-key", "k"],

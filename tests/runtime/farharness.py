@@ -5,6 +5,7 @@ from __future__ import annotations
 from protocol.far import Op
 from runtime.farclient import FarClient
 from runtime.farprocess import FarProcess as FarNode
+from runtime.fartier import FarTier
 from runtime.hub import run
 from runtime.manager import Manager
 
@@ -41,6 +42,22 @@ def with_runtime(
         mgr = Manager(heap_bytes, far, **kw)
         mgr.start()
         assert far.wait_ready(10), "far node not reachable"
+        try:
+            return main(mgr)
+        finally:
+            mgr.close()
+
+    return run(entry)
+
+
+def with_tier(nodes: list[FarNode], heap_bytes: int, main, *, replicas: int = 2, timeout=2.0, **kw):
+    """Run main(manager) in a green thread with a Manager over a FarTier of `nodes`."""
+
+    def entry():
+        far = FarTier([("127.0.0.1", n.port) for n in nodes], replicas, timeout=timeout)
+        mgr = Manager(heap_bytes, far, **kw)
+        mgr.start()
+        assert far.wait_ready(10), "far tier not available"
         try:
             return main(mgr)
         finally:
