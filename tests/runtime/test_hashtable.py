@@ -360,7 +360,10 @@ def test_far_node_down_gives_errors_not_wrong_values(far_node):
             fresh = table.get(scope, b"fresh")
         return outcomes, after, bytes(fresh.value)
 
-    outcomes, after, fresh = with_runtime(far_node, 4 * MiB, main, timeout=1.0)
+    # 2 s, not 1: on the 2-core machine with other work, the node's answer to 6 MB of
+    # write-backs arriving in one burst took over 1 s now and then; the node then counts as
+    # stalled and the cache forgets cold items, `fresh` among them (a miss, never wrong)
+    outcomes, after, fresh = with_runtime(far_node, 4 * MiB, main, timeout=2.0)
     assert set(outcomes) <= {"error", "miss"}  # never a wrong value
     assert after == [None] * len(after)
     assert fresh == b"f" * 100
