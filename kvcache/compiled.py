@@ -29,6 +29,7 @@ MODULES = (
     "runtime/hub.py",
     "runtime/manager.py",
     "runtime/farclient.py",
+    "runtime/placement.py",
     "protocol/far/frames.py",
     "protocol/far/bodies.py",
     "protocol/memcache/numbers.py",

@@ -117,3 +117,17 @@ def test_bad_replica_counts_are_refused():
         place(b"k", nodes, 3)
     with pytest.raises(ValueError):
         place(b"k", nodes, 0)
+
+
+def test_the_compiled_module_places_as_the_pure_python_source_does():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "placement_source", os.path.join(ROOT, "runtime", "placement.py")
+    )
+    source = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(source)  # the .py itself, run by the interpreter
+    nodes = nodes_of((A, 1.0), (B, 3.0), (C, 2.0), (D, 1.5))
+    for n in NAMES[:3000]:
+        assert place(n, nodes, 2) == source.place(n, nodes, 2)
+    assert place(memoryview(b"key:1"), nodes, 3) == place(b"key:1", nodes, 3)
