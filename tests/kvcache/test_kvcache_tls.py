@@ -344,3 +344,34 @@ def test_farserver_tls_options_are_checked(tmp_path):
     assert b"Error loading the certificate chain: " + str(tmp_path / "no.crt").encode() in (
         missing.stderr
     )
+
+
+def test_a_far_tier_over_mutual_tls(certs, tmp_path):
+    """Two TLS nodes, two replicas: every node is reached over TLS, items go far and back."""
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    nodes = [_far_tls_node(certs, secret) for _ in range(2)]
+    try:
+        far = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+        kv = KvCache(
+            "-m", "4", "--far", far, "--far-replicas", "2", "--secret-file", str(secret),
+            "--far-tls-ca", str(certs / "ca.crt"), "--far-tls-cert", str(certs / "client.crt"),
+            "--far-tls-key", str(certs / "client.key"),
+        )  # fmt: skip
+        try:
+            c = Client(("127.0.0.1", kv.port), timeout=10)
+            values = {f"t{i}": bytes([i % 251]) * 10_000 for i in range(600)}  # 6 MB, -m 4
+            for k, v in values.items():
+                assert c.set(k, v)
+            for k, v in values.items():
+                assert c.get(k) == v, k
+            st = c.stats("far")
+            assert int(st[b"far_nodes_available"]) == 2
+            assert int(st[b"far_replicas"]) == 2
+            assert int(st[b"far_writes"]) > 100 and int(c.stats()[b"far_hits"]) > 100
+            c.close()
+        finally:
+            assert kv.stop() == 0
+    finally:
+        for n in nodes:
+            n.stop()
