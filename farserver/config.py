@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.far import DEFAULT_MAX_FRAME, secret_from_file
-from protocol.tls import TLSError, server_context
+from protocol.tls import TLSError, listener_options
 
 __all__ = ["DEFAULT_PORT", "Config", "parse_args"]
 
@@ -97,16 +97,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
             os.fstat(args.parent_fd)
         except OSError as exc:
             parser.error(f"--parent-fd {args.parent_fd}: {exc.strerror}")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key go together")
-    if args.tls_ca is not None and args.tls_cert is None:
-        parser.error("--tls-ca: client certificates are checked only with --tls-cert and --tls-key")
     ssl_context = None
-    if args.tls_cert is not None:
-        try:
-            ssl_context = server_context(args.tls_cert, args.tls_key, args.tls_ca)
-        except TLSError as exc:
-            parser.error(str(exc))
+    try:
+        ssl_context = listener_options(args.tls_cert, args.tls_key, args.tls_ca)
+    except (ValueError, TLSError) as exc:
+        parser.error(str(exc))
     return Config(
         args.listen,
         args.port,

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.far import secret_from_file
-from protocol.tls import TLSError, client_context, server_context
+from protocol.tls import TLSError, client_context, listener_options
 
 __all__ = ["Settings", "parse_args", "parse_size"]
 
@@ -168,18 +168,15 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         )
     if a.listen_backlog < 1:
         ap.error("-b: the listen backlog must be at least 1")
-    if (a.tls_cert is None) != (a.tls_key is None):
-        ap.error("--tls-cert and --tls-key go together")
-    if a.enable_ssl and a.tls_cert is None:
+    if a.enable_ssl and (a.tls_cert is None or a.tls_key is None):
         ap.error("-Z: TLS needs --tls-cert and --tls-key")
-    if a.tls_ca is not None and a.tls_cert is None:
-        ap.error("--tls-ca: client certificates are checked only with --tls-cert and --tls-key")
     ssl_context = None
-    if a.tls_cert is not None:
-        try:
-            ssl_context = server_context(a.tls_cert, a.tls_key, a.tls_ca)
-        except TLSError as exc:
-            ap.exit(1, f"kvcache: {exc}\n")
+    try:
+        ssl_context = listener_options(a.tls_cert, a.tls_key, a.tls_ca)
+    except ValueError as exc:
+        ap.error(str(exc))
+    except TLSError as exc:
+        ap.exit(1, f"kvcache: {exc}\n")
     if (a.far_tls_cert is None) != (a.far_tls_key is None):
         ap.error("--far-tls-cert and --far-tls-key go together")
     if a.far_tls_cert is not None and a.far_tls_ca is None:

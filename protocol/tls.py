@@ -7,6 +7,8 @@
                                     name); `cert`/`key` answer a server that
                                     asks for one (mutual authentication)
     load_server_files(ctx, ...)     (re)load a listener's files, all or nothing
+    listener_options(cert, key, ca) a listener's --tls-cert/--tls-key/--tls-ca:
+                                    None without them, else server_context
 
 Errors are TLSError with memcached's wording ("Error loading the certificate
 chain: PATH : reason"), for a one-line exit at startup or refresh_certs'
@@ -18,7 +20,13 @@ from __future__ import annotations
 import os
 import ssl
 
-__all__ = ["TLSError", "client_context", "load_server_files", "server_context"]
+__all__ = [
+    "TLSError",
+    "client_context",
+    "listener_options",
+    "load_server_files",
+    "server_context",
+]
 
 
 class TLSError(Exception):
@@ -74,3 +82,18 @@ def client_context(ca: str, cert: str | None = None, key: str | None = None) -> 
     if cert is not None and key is not None:
         _load_chain(ctx, cert, key)
     return ctx
+
+
+def listener_options(cert: str | None, key: str | None, ca: str | None) -> ssl.SSLContext | None:
+    """A listener's context from its --tls-cert, --tls-key and --tls-ca; None without them.
+
+    ValueError for a combination that makes no sense (a usage error), TLSError
+    for files that cannot be loaded.
+    """
+    if (cert is None) != (key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if ca is not None and cert is None:
+        raise ValueError(
+            "--tls-ca: client certificates are checked only with --tls-cert and --tls-key"
+        )
+    return None if cert is None else server_context(cert, key, ca)

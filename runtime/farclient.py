@@ -356,20 +356,14 @@ class FarClient:
 
         Raises FarUnavailable or FarTimeout.
         """
-        _hub.check_can_park()
-        w = _hub.Waiter(self.hub)
-
-        def reply(status: Any, rbody: Any) -> None:
-            if status is None:
-                w.throw(rbody)
-            else:
-                w.switch((status, rbody))
-
-        self.submit(op, ds, body, reply)
-        return w.get()
+        return self._park_for_reply(lambda reply: self.submit(op, ds, body, reply))
 
     def call_named(self, op: int, ds: int, name: bytes, body: bytes) -> tuple[int, bytes]:
         """call() of a request about the object `name` (see submit_named). May park."""
+        return self._park_for_reply(lambda reply: self.submit_named(op, ds, name, body, reply))
+
+    def _park_for_reply(self, send: Callable[[Callback], None]) -> tuple[int, bytes]:
+        """send(callback), then park until the callback runs: (status, body). May park."""
         _hub.check_can_park()
         w = _hub.Waiter(self.hub)
 
@@ -379,7 +373,7 @@ class FarClient:
             else:
                 w.switch((status, rbody))
 
-        self.submit_named(op, ds, name, body, reply)
+        send(reply)
         return w.get()
 
     def stats_call(self) -> dict:

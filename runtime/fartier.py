@@ -327,22 +327,6 @@ class FarTier(FarClient):
         if self._freeze_timer is None and self.placement is None and not self.closed:
             self._freeze_timer = self.hub.loop.call_later(self.freeze_wait, self._deadline)
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        """Park until the tier is available (True) or `timeout` passes (False). May park."""
-        self.start()
-        if self.available:
-            return True
-        w = _hub.Waiter(self.hub)
-        self._ready_waiters.append(w)
-        try:
-            w.get(timeout)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            if w in self._ready_waiters:
-                self._ready_waiters.remove(w)
-
     def kick(self) -> None:
         """Retry every down node now."""
         for m in self.members_:
