@@ -72,6 +72,7 @@ class App:
                     s.far_timeout,
                     self.hub,
                     ssl_context=s.far_ssl_context,
+                    rereplicate_rate=s.far_rereplicate_mb * (1 << 20),
                 )
         self.manager = Manager(s.memory_mb << 20, far, hub=self.hub)
         self.table = RemHashTable(self.manager, nt_threshold=s.nt_threshold)
@@ -109,6 +110,7 @@ class App:
             ("ssl_min_version", "tlsv1.2"),
             ("far_tls", "yes" if s.far_ssl_context is not None else "no"),
             ("far_replicas", s.far_replicas),
+            ("far_rereplicate_rate", s.far_rereplicate_mb),
         ]
 
     def _stats(self) -> list[tuple[str, object]]:

@@ -2,6 +2,7 @@
 
     kvcache [-p 11211] [-l 127.0.0.1] [-m MB] [-I SIZE] [-c CONNS] [-b BACKLOG]
             [--far HOST:PORT[,HOST:PORT...] | none] [--far-replicas R]
+            [--far-rereplicate-rate MB/s]
             [--far-memory MB] [--nt-threshold SIZE] [--far-timeout SECONDS]
             [--secret-file F] [-A] [-v]
             [-Z] [--tls-cert F --tls-key F [--tls-ca F]]
@@ -12,7 +13,10 @@ ephemeral loopback port (supervised: restarted when it dies; stopped on
 exit); `--far none` runs local only: cold items are evicted, as memcached
 evicts them. Several --far nodes make a far tier (runtime/fartier.py): each
 far item on --far-replicas of them (default 1, at most the number of
-nodes; more than 1 needs several nodes). -I is bounded as memcached bounds
+nodes; more than 1 needs several nodes). When a node goes down or comes
+back empty, items that lost a copy get one again in the background, paced to
+--far-rereplicate-rate megabytes of scanned items per second (default 64).
+-I is bounded as memcached bounds
 it: at least 1024 bytes, at most 1 GiB and at most half of -m. A secret file
 that cannot be read is a one-line error (exit status 1), as is a port that
 cannot be bound.
@@ -81,6 +85,18 @@ def _far(text: str) -> str:
     return text
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--far-rereplicate-rate takes megabytes per second, not {text!r}"
+        ) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--far-rereplicate-rate must be positive, not {text}")
+    return value
+
+
 def _replicas(text: str) -> int:
     try:
         value = int(text)
@@ -104,6 +120,7 @@ class Settings:
     far: str | None = None  # HOST:PORT[,HOST:PORT...], "none", or None: start an embedded node
     far_nodes: list[tuple[str, int]] | None = None  # --far parsed: (host, port) per node
     far_replicas: int = 1  # copies of each far item (several --far nodes)
+    far_rereplicate_mb: float = 64.0  # re-replication pace, MB of scanned items per second
     far_memory_mb: int = 1024  # the embedded node's -m
     nt_threshold: int | None = None  # values this big are read non-temporally
     far_timeout: float = 2.0  # seconds a far request may take
@@ -139,6 +156,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     ap.add_argument(
         "--far-replicas", type=_replicas, default=1, help="copies of each far item (default 1)"
+    )
+    ap.add_argument(
+        "--far-rereplicate-rate",
+        type=_rate,
+        default=64.0,
+        help="MB/s of items scanned to re-replicate after a node loss (default 64)",
     )
     ap.add_argument("--far-memory", type=int, default=1024, help="embedded far node MB")
     ap.add_argument("--nt-threshold", type=parse_size, default=None, help="non-temporal size")
@@ -214,6 +237,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         far=a.far,
         far_nodes=nodes,
         far_replicas=a.far_replicas,
+        far_rereplicate_mb=a.far_rereplicate_rate,
         far_memory_mb=a.far_memory,
         nt_threshold=a.nt_threshold,
         far_timeout=a.far_timeout,

@@ -336,6 +336,10 @@ class FarClient:
         """The index (in nodes()) of the node an object is read from first: 0."""
         return 0
 
+    def can_offload(self) -> bool:
+        """Whether an object may be changed on the far node (COMPUTE): one node, one copy."""
+        return True
+
     def reset_connection(self) -> None:
         """Drop the connection (it reconnects; with clear_on_return, cleared). Never parks."""
         if self._proto is not None and self._proto.transport is not None:

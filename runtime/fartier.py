@@ -72,11 +72,13 @@ from protocol.far import (
     decode_name,
     decode_stats_reply,
     decode_write,
+    encode_name,
 )
 from runtime import hub as _hub
 from runtime.errors import FarMemoryError, FarUnavailable
 from runtime.farclient import Callback, FarClient, FarReply, FarStructure
 from runtime.placement import Node, node_seed, place
+from runtime.rereplicate import REREPLICATE_RATE, Rereplicator, ignore_reply
 
 __all__ = ["FarTier", "TierStructure"]
 
@@ -113,12 +115,8 @@ class _NodeOwner:
             back()
 
     def on_far_cleared(self) -> None:
-        """The node came back emptied: copies it held are gone."""
-        if self.tier.placement is None:
-            return  # nothing was placed yet
-        cleared = getattr(self.owner, "on_far_node_cleared", None)
-        if cleared is not None:
-            cleared(self.index)
+        """The node came back emptied: copies it held are gone (owners hear it once it is up)."""
+        self.tier._node_cleared(self.index)
 
 
 class _Member(FarClient):
@@ -136,7 +134,7 @@ class _Member(FarClient):
 
     def _went_down(self) -> None:
         super()._went_down()
-        self.tier._update_available()
+        self.tier._member_down(self.index)
 
 
 class _Failover(FarReply):
@@ -159,14 +157,12 @@ class _Failover(FarReply):
         while self.pos < len(self.order):
             i = self.order[self.pos]
             self.pos += 1
-            member = tier.members_[i]
-            part = self.st.parts[i]
-            if member.available and part.ds:
+            if tier._live(i, self.st):
                 if self.tries:
                     tier.failovers += 1  # the one asked before failed or had none
                 self.tries += 1
                 tier.node_reads[i] += 1
-                member.submit(Op.READ, part.ds, self.body, self)
+                tier.members_[i].submit(Op.READ, self.st.parts[i].ds, self.body, self)
                 return
         if self.error is not None:
             self.callback(None, self.error)
@@ -284,6 +280,7 @@ class FarTier(FarClient):
         hub: _hub.Hub | None = None,
         freeze_wait: float | None = None,
         ssl_context: Any = None,
+        rereplicate_rate: float = REREPLICATE_RATE,
     ):
         if len(set(nodes)) != len(nodes):
             raise ValueError("a far node is listed twice")
@@ -317,6 +314,12 @@ class FarTier(FarClient):
         self.node_reads = [0] * len(nodes)  # READs sent, per node
         self.node_writes = [0] * len(nodes)  # WRITEs sent, per node
         self.node_errors = [0] * len(nodes)  # requests that failed (no answer), per node
+        # per node: it may hold copies of objects it is not home to (it stood in for a
+        # node that was down); writes and removes of any object go to it too, until a
+        # sweep moved them home or it was cleared
+        self.strays = [False] * len(nodes)
+        self._cleared_up: set[int] = set()  # came back cleared; owners told once it is up
+        self.sweeper = Rereplicator(self, rate=rereplicate_rate)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -335,6 +338,7 @@ class FarTier(FarClient):
     def close(self) -> None:
         """Close every node's client (silently)."""
         self.closed = True
+        self.sweeper.stop()
         self.available = False
         if self._freeze_timer is not None:
             self._freeze_timer.cancel()
@@ -355,6 +359,15 @@ class FarTier(FarClient):
     def replica_count(self) -> int:
         """Copies of each far object."""
         return self.replicas
+
+    def can_offload(self) -> bool:
+        """Whether an object may be changed on its node (COMPUTE): one copy, in one place.
+
+        With R = 1 a node that stood in for another may hold an object's
+        current copy while its home is back (until re-replication moved it):
+        then an offloaded change could miss it.
+        """
+        return self.replicas == 1 and not any(self.strays)
 
     # -- structures ----------------------------------------------------------
 
@@ -379,18 +392,46 @@ class FarTier(FarClient):
 
     # -- placement -------------------------------------------------------------
 
-    def replicas_of(self, ds: int, name: bytes) -> tuple[int, ...]:
-        """Node indexes of the object `name` of structure `ds`, in placement order."""
+    def _live(self, i: int, st: TierStructure) -> bool:
+        """Node i answers and holds its part of `st`."""
+        return self.members_[i].available and st.parts[i].ds != 0
+
+    def ranking(self, ds: int, name: bytes) -> tuple:
+        """Every node, best first for the object `name` of structure `ds` (home: the first R)."""
         placement = self.placement
         if placement is None:
             raise FarUnavailable("far placement not settled yet")
         st = self._handles[ds]
         pname = name if st.kind == DsType.HASHTABLE else _HANDLE.pack(ds) + name
-        return place(pname, placement, self.replicas)
+        return place(pname, placement, len(placement))
+
+    def replicas_of(self, ds: int, name: bytes) -> tuple[int, ...]:
+        """The object's current replica set: the first R live nodes of its ranking.
+
+        With every node live that is its home (the first R); with one down,
+        the next live node by rank stands in for it.
+        """
+        return tuple(self._first_live(self._handles[ds], self.ranking(ds, name)))
 
     def first_replica(self, ds: int, name: bytes) -> int:
-        """The node an object is read from first (its primary)."""
-        return self.replicas_of(ds, name)[0]
+        """The node an object is read from first (its current primary); -1 if none is live."""
+        live = self.replicas_of(ds, name)
+        return live[0] if live else -1
+
+    def _holders(self, st: TierStructure, rank: tuple) -> list:
+        """Live nodes that may hold a copy, in rank order: the replica set, then stray holders."""
+        r = self.replicas
+        strays = self.strays
+        out = []
+        taken = 0
+        for i in rank:
+            if self._live(i, st):
+                if taken < r:
+                    taken += 1
+                    out.append(i)
+                elif strays[i]:
+                    out.append(i)
+        return out
 
     # -- requests ------------------------------------------------------------
 
@@ -402,34 +443,78 @@ class FarTier(FarClient):
             return
         self.requests += 1
         st = self._handles[ds]
-        order = self.replicas_of(ds, name)
+        rank = self.ranking(ds, name)
+        holders = self._holders(st, rank)
         if op == Op.READ:
-            _Failover(self, st, order, body, callback).send()
+            _Failover(self, st, tuple(holders), body, callback).send()
+            return
+        if not holders:
+            self.failures += 1
+            callback(None, FarUnavailable("no replica of the object is available"))
             return
         if op == Op.COMPUTE:
             if self.replicas > 1:
                 raise ValueError("no offloaded op on a replicated object: replicas could diverge")
-            i = order[0]
-            m = self.members_[i]
-            if not (m.available and st.parts[i].ds):
+            if len(holders) > 1:  # a stray copy may be the current one: can_offload() said no
                 self.failures += 1
-                callback(None, FarUnavailable(f"far node {self.addresses[i]} unavailable"))
+                callback(None, FarUnavailable("the object may be on a stand-in: not offloaded"))
                 return
-            m.submit(op, st.parts[i].ds, body, _Counted(self, i, callback))
+            i = holders[0]
+            self.members_[i].submit(op, st.parts[i].ds, body, _Counted(self, i, callback))
             return
         if op not in (Op.WRITE, Op.REMOVE):
             raise ValueError(f"{Op(op).name} is not a request about one object")
         fan = _FanOut(self, op, callback)
-        live = [i for i in order if self.members_[i].available and st.parts[i].ds]
-        if not live:
-            self.failures += 1
-            callback(None, FarUnavailable("no replica of the object is available"))
+        if op == Op.REMOVE:
+            fan.left = len(holders)  # all counted first: a synchronous failure can't end it early
+            for i in holders:
+                self.members_[i].submit(op, st.parts[i].ds, body, _Counted(self, i, fan))
             return
-        fan.left = len(live)  # all counted first: a synchronous failure can't end it early
-        for i in live:
-            if op == Op.WRITE:
-                self.node_writes[i] += 1
-            self.members_[i].submit(op, st.parts[i].ds, body, _Counted(self, i, fan))
+        self._write(st, rank, holders, name, body, fan)
+
+    def copy_named(self, ds: int, name: bytes, body: bytes, skip: int, callback: Callback) -> None:
+        """A WRITE of the object `name` to its replica set but node `skip` (re-replication).
+
+        `skip` holds the object's current copy already: writing it there again
+        would put it back ahead of the sweep's SCAN cursor. Never parks.
+        """
+        st = self._handles[ds]
+        rank = self.ranking(ds, name)
+        holders = [i for i in self._holders(st, rank) if i != skip]
+        if not holders:
+            self.hub.schedule(callback, Status.OK, b"")
+            return
+        self._write(st, rank, holders, name, body, _FanOut(self, Op.WRITE, callback))
+
+    def _write(
+        self, st: TierStructure, rank: tuple, holders: list, name: bytes, body: bytes, fan: _FanOut
+    ) -> None:
+        """A WRITE to the replica set among `holders`; strays elsewhere are removed (none goes
+        stale); a node standing in for a home that is down is marked as holding strays."""
+        replica_set = self._first_live(st, rank)
+        targets = [i for i in holders if i in replica_set]
+        fan.left = len(targets)
+        if not targets:  # only strays to remove (a copy to the one node that holds it)
+            self.hub.schedule(fan.callback, Status.OK, b"")
+        for i in holders:
+            if i not in targets:
+                self.members_[i].submit(Op.REMOVE, st.parts[i].ds, encode_name(name), ignore_reply)
+        home = rank[: self.replicas]
+        for i in targets:
+            if i not in home:
+                self.strays[i] = True  # a stand-in: it holds a copy its home does not
+            self.node_writes[i] += 1
+            self.members_[i].submit(Op.WRITE, st.parts[i].ds, body, _Counted(self, i, fan))
+
+    def _first_live(self, st: TierStructure, rank: tuple) -> list:
+        """The replica set: the first R live nodes of `rank`."""
+        out = []
+        for i in rank:
+            if self._live(i, st):
+                out.append(i)
+                if len(out) == self.replicas:
+                    break
+        return out
 
     def submit(self, op: int, ds: int, body: bytes, callback: Callback) -> None:
         """submit() with the object's name read from the body (submit_named spares that).
@@ -468,11 +553,30 @@ class FarTier(FarClient):
 
     # -- node state ------------------------------------------------------------
 
+    def _node_cleared(self, i: int) -> None:
+        """Node i rejoins emptied (before it is up): it holds nothing, strays included."""
+        self.strays[i] = False
+        if self.placement is not None:
+            self._cleared_up.add(i)
+            self.sweeper.node_cleared(i)
+
     def _member_up(self, i: int) -> None:
         """Node i is available (cleared if it was back): learn its weight, maybe go up."""
         if self.weights[i] is None and self.placement is None:
             self.members_[i].submit(Op.STATS, 0, b"", lambda s, b, i=i: self._weighed(i, s, b))
         self._update_available()
+        if i in self._cleared_up:
+            self._cleared_up.discard(i)
+            for st in self.structures:
+                cleared = getattr(st.owner, "on_far_node_cleared", None)
+                if cleared is not None:
+                    cleared(i)
+        self.sweeper.changed()
+
+    def _member_down(self, i: int) -> None:
+        """Node i went down: its copies count for nothing (it rejoins cleared)."""
+        self._update_available()
+        self.sweeper.changed()
 
     def _weighed(self, i: int, status: Any, body: Any) -> None:
         if status == Status.OK:
@@ -508,6 +612,7 @@ class FarTier(FarClient):
             self.replicas,
         )
         self._update_available()
+        self.sweeper.settle()
 
     def _update_available(self) -> None:
         """available: placement settled and some node up; wake wait_ready() on the way up."""
@@ -559,6 +664,8 @@ class FarTier(FarClient):
         out["far_nodes_available"] = sum(m.available for m in self.members_)
         out["far_replicas"] = self.replicas
         out["far_failovers"] = self.failovers
+        out["far_stray_holders"] = sum(self.strays)
+        out.update(self.sweeper.stats())
         return out
 
     def node_counters(self) -> list[dict[str, Any]]:

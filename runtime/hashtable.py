@@ -253,6 +253,28 @@ class _Prefetched(_Landing):
         self.table._prefetched(key, result, exc)
 
 
+class _Recopy(_Landing):
+    """The far reads of one rereplicate(): each landed item is written to its replicas."""
+
+    def __init__(self, table: RemHashTable, left: int, done: Callable, skip: int) -> None:
+        self.table = table
+        self.skip = skip  # the node the copies are not written to (it holds them)
+        self.left = left  # keys not seen to yet
+        self.done = done  # done({key: seen to}) once all are
+        self.results: dict = {}
+
+    def landed(self, key: Any, result: Any, exc: Any) -> None:
+        """A read landed (hub): write what it brought to the key's replica set."""
+        self.table._recopy(self, key, result, exc)
+
+    def one(self, key: Any, ok: bool) -> None:
+        """`key` seen to (ok) or not."""
+        self.results[key] = ok
+        self.left -= 1
+        if self.left == 0:
+            self.done(self.results)
+
+
 class _Index(SlotIndex):
     """A table's index: the home of a slot's key is hashed in the heap (no call through
     Python, no bytes object), so a removal's backward shift and a resize cost little."""
@@ -301,6 +323,7 @@ class RemHashTable(Remoteable):
             "far_lost": 0,  # far-only items lost with a far node that restarted
             "far_unsure": 0,  # maybe-stale far copies queued for removal
             "far_unsure_dropped": 0,  # such copies past UNSURE_MAX (left to the filter)
+            "far_recopies": 0,  # far-only items re-replicated (read, then written to replicas)
         }
         self._generation = 0  # bumped by clear/reset: older far replies are ignored
         self._unsure: set[Key] = set()  # keys to REMOVE far when the node answers again
@@ -1139,7 +1162,7 @@ class RemHashTable(Remoteable):
         be written back to every replica (the set removes the far copies).
         """
         far = self.manager.far
-        return far is not None and far.replica_count() == 1
+        return far is not None and far.can_offload()
 
     def offload(self, key: Key, op: str, *fields: int, data: bytes = b"") -> tuple:
         """Run a remote-agent op on the far copy of `key`: (status, fields, data). May park.
@@ -1230,6 +1253,67 @@ class RemHashTable(Remoteable):
             w = words[slot]
             if w & FAR and index in far.replicas_of(st.ds, self._key_at(slot)):
                 words[slot] = w | DIRTY
+
+    def rereplicate(self, keys: list, done: Callable, skip: int = -1) -> None:
+        """Bring the far copies of `keys` to their current replica sets (runtime.rereplicate).
+
+        A resident key with a far copy goes dirty: its write-back reaches
+        every replica. A far-only one is read (a shared far read: a change
+        meanwhile marks it stale) and what lands is written to its replica
+        set but node `skip` (which holds it: the sweep's source) at once, in
+        the same hub turn, so any later change is ordered after the copy on
+        every node. done({key: seen to}) runs once every
+        key is (False: a read or write got no answer). Never parks.
+        """
+        far = self.manager.far
+        st = self.far_ds
+        recopy = _Recopy(self, len(keys), done, skip)
+        words = self.words
+        for key in keys:
+            slot = self._find(key, hash(key))
+            if slot >= 0:
+                w = words[slot]
+                if w & FAR:
+                    words[slot] = w | DIRTY
+                recopy.one(key, True)
+                continue
+            if key not in self.filter:  # not far (removed, or never): nothing to copy
+                recopy.one(key, True)
+                continue
+            if far is None or not far.available or st is None or not st.ds:
+                recopy.one(key, False)
+                continue
+            fetch = self._fetches.get(key)
+            if fetch is not None:
+                fetch.waiters.append((recopy, key))
+                continue
+            fetch = self._fetches[key] = _Fetch(self, key)
+            fetch.waiters.append((recopy, key))
+            self.manager.counters["far_reads"] += 1
+            far.submit_named(_OP_READ, st.ds, key, encode_name(key), fetch)
+
+    def _recopy(self, recopy: _Recopy, key: Key, result: Any, exc: Any) -> None:
+        """One far read of rereplicate() landed (hub): write the item to its replicas."""
+        if exc is not None:
+            recopy.one(key, False)
+            return
+        if result is None or result is _STALE:
+            recopy.one(key, True)  # no copy left anywhere, or changed: the change reaches all
+            return
+        flags, exptime, cas, value = result
+        st = self.far_ds
+        far = self.manager.far
+        if self._expired(exptime) or st is None or not st.ds:
+            recopy.one(key, True)
+            return
+        self.stats["far_recopies"] += 1
+        far.copy_named(
+            st.ds,
+            key,
+            encode_write(key, value, flags, exptime, cas),
+            recopy.skip,
+            lambda status, body, key=key: recopy.one(key, status == Status.OK),
+        )
 
     def on_far_reset(self) -> None:
         """The far node restarted: far items are gone; resident ones are the only copies."""

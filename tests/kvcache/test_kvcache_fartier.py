@@ -291,3 +291,54 @@ def test_nodes_that_fill_up_evict_and_never_serve_a_stale_copy():
     finally:
         for node in nodes:
             node.stop()
+
+
+def wait_for(cond, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_lost_node_is_rereplicated_so_a_second_loss_loses_nothing(three_nodes):
+    """Kill one of three nodes (R = 2): the items that lost a copy get one on
+    the node left, so killing a second node loses nothing; a node restarted
+    empty is refilled, so killing the last original one loses nothing either."""
+    args = ("-m", "4", "--far", far_arg(three_nodes), "--far-replicas", "2")
+    with KvCache(*args, "--far-timeout", "1") as kv:
+        c = Client(("127.0.0.1", kv.port), connect_timeout=10, timeout=15)
+        n = 3000  # 30 MB through the 4 MB heap: most items are far only
+        for i in range(n):
+            assert c.set(b"k%d" % i, value_of(i, 10_000), noreply=False)
+        assert int(c.stats()[b"local_items"]) < n // 5
+
+        def settled(up: str):
+            far = stats_far(c)
+            return (
+                far["far_nodes_available"] == up
+                and far["far_sweep"] == "idle"
+                and int(far["far_sweeps"]) > sweeps
+                and far["far_under_replicated"] == "0"
+            )
+
+        def all_read_back() -> list:
+            return [i for i in range(n) if c.get(b"k%d" % i) != value_of(i, 10_000)]
+
+        sweeps = int(stats_far(c)["far_sweeps"])
+        three_nodes[1].kill()
+        wait_for(lambda: settled("2"), 60, "no re-replication after node 1 was lost")
+        far = stats_far(c)
+        assert int(far["far_rereplications"]) > n // 4  # about 2/3 of the items lost a copy
+        sweeps = int(far["far_sweeps"])
+        three_nodes[0].kill()  # the second loss: node 2 must now hold everything
+        wait_for(lambda: stats_far(c)["far_nodes_available"] == "1", 10, "node 0 not seen gone")
+        assert all_read_back() == []
+        wait_for(lambda: settled("1"), 60, "no sweep after node 0 was lost")
+        sweeps = int(stats_far(c)["far_sweeps"])
+        three_nodes[1].start()  # back empty: refilled from node 2
+        wait_for(lambda: settled("2"), 60, "node 1 not refilled")
+        assert int(stats_far(c)["far:1:items"]) > n // 2
+        three_nodes[2].kill()  # the last of the original copies
+        wait_for(lambda: stats_far(c)["far_nodes_available"] == "1", 10, "node 2 not seen gone")
+        assert all_read_back() == []  # all from node 1's refill (and the resident ones)
+        c.close()
