@@ -24,6 +24,12 @@ per node, `far:N:address`, `far:N:state`, `far:N:available`, `far:N:bytes`,
 `far:N:limit_bytes`, `far:N:items`, `far:N:reads`, `far:N:writes`,
 `far:N:errors` (N in --far order; bytes, limit and items only while the
 node is available), and the single-node `node_*` rows only for one node.
+The tier's own rows (`stats far`): far_replicas, far_failovers,
+far_stray_holders (nodes that may hold copies of objects they are not home
+to), and re-replication's far_rereplications, far_rereplicate_bytes,
+far_under_replicated, far_rereplicate_failures, far_sweeps and far_sweep
+(runtime/rereplicate.py); `stats` has far_recopies (far-only items read and
+written to their replica set by re-replication).
 """
 
 from __future__ import annotations
@@ -220,6 +226,7 @@ def general(d: Dispatcher) -> list[tuple[str, Any]]:
         ("far_limit_bytes", fs.total("limit_bytes") if fs and far_up else 0),
         ("far_reads", mgr.counters["far_reads"]),
         ("far_writes", mgr.counters["far_writes"]),
+        ("far_recopies", mgr.counters["far_recopies"]),
         ("far_hits", table.stats["far_hits"]),
         ("far_misses", table.stats["far_misses"]),
         ("far_errors", c["far_errors"]),

@@ -323,7 +323,6 @@ class RemHashTable(Remoteable):
             "far_lost": 0,  # far-only items lost with a far node that restarted
             "far_unsure": 0,  # maybe-stale far copies queued for removal
             "far_unsure_dropped": 0,  # such copies past UNSURE_MAX (left to the filter)
-            "far_recopies": 0,  # far-only items re-replicated (read, then written to replicas)
         }
         self._generation = 0  # bumped by clear/reset: older far replies are ignored
         self._unsure: set[Key] = set()  # keys to REMOVE far when the node answers again
@@ -1306,7 +1305,7 @@ class RemHashTable(Remoteable):
         if self._expired(exptime) or st is None or not st.ds:
             recopy.one(key, True)
             return
-        self.stats["far_recopies"] += 1
+        self.manager.counters["far_recopies"] += 1
         far.copy_named(
             st.ds,
             key,

@@ -58,6 +58,7 @@ class Manager:
             "far_reads": 0,
             "far_read_bytes": 0,
             "far_writes": 0,
+            "far_recopies": 0,  # far-only objects re-replicated (read, then written)
             "nt_reads": 0,
             "prefetches": 0,
             "prefetch_hits": 0,

@@ -13,6 +13,7 @@ cdef class Remoteable:
     cdef public int owner_id
     cdef public object far_ds
     cdef public dict _inflight
+    cdef public dict _copying
 
     cpdef unsigned long long _w(self, Py_ssize_t slot)
     cpdef void _set_w(self, Py_ssize_t slot, unsigned long long w)

@@ -142,6 +142,7 @@ class Remoteable:
         far = manager.far
         self.far_ds = far.register(self.kind, params, self) if far is not None else None
         self._inflight: dict[int, list[_hub.Waiter]] = {}  # slot -> fetchers waiting
+        self._copying: dict[int, object] = {}  # slot -> re-replication read in flight
 
     # -- metadata words (a C pointer into the array when compiled) --------------
 
@@ -302,6 +303,7 @@ class Remoteable:
         if st is None or not st.ds:
             return None
         self.manager.counters["far_writes"] += 1
+        self._copying.pop(slot, None)  # a re-replication read in flight is older than this
         name = self.far_name(slot)
         return Op.WRITE, st.ds, encode_write(name, bytes(data)), name
 
@@ -346,6 +348,76 @@ class Remoteable:
             if w & PRESENT and w & FAR and index in far.replicas_of(st.ds, self.far_name(i)):
                 words[i] = w | DIRTY
 
+    def rereplicate(self, names: list, done: Any, skip: int = -1) -> None:
+        """Bring the far copies of objects `names` to their replica sets (runtime.rereplicate).
+
+        A resident object with a far copy goes dirty: its write-back reaches
+        every replica. A far-only one is read and, unless it was written back
+        meanwhile (that reached every replica), written to its replica set
+        but node `skip` (the sweep's source, which holds it).
+        done({name: seen to}) runs once every one is. Never parks.
+        """
+        far = self.manager.far
+        st = self.far_ds
+        results: dict = {}
+        left = [len(names)]
+
+        def one(name: bytes, ok: bool) -> None:
+            results[name] = ok
+            left[0] -= 1
+            if left[0] == 0:
+                done(results)
+
+        for name in names:
+            slot = int.from_bytes(name, "little") if len(name) == 8 else -1
+            if not 0 <= slot < len(self.words):
+                one(name, True)  # no such object here: nothing to copy
+                continue
+            w = self._w(slot)
+            if w & PRESENT or not w & FAR:
+                if w & PRESENT and w & FAR:
+                    self._set_w(slot, w | DIRTY)
+                one(name, True)
+                continue
+            if far is None or not far.available or st is None or not st.ds:
+                one(name, False)
+                continue
+            token = self._copying[slot] = object()
+            far.submit_named(
+                Op.READ,
+                st.ds,
+                name,
+                encode_name(name),
+                lambda status, body, slot=slot, name=name, token=token: self._recopy(
+                    slot, name, token, status, body, skip, one
+                ),
+            )
+
+    def _recopy(
+        self, slot: int, name: bytes, token: object, status: Any, body: Any, skip: int, one: Any
+    ) -> None:
+        """A re-replication read landed (hub): write it to the replica set, if still current."""
+        if self._copying.get(slot) is not token:
+            one(name, True)  # written back since: that write reached every replica
+            return
+        del self._copying[slot]
+        if status is None:
+            one(name, False)
+            return
+        w = self._w(slot)
+        if status != Status.OK or (w & PRESENT and w & DIRTY):
+            one(name, True)  # no copy left anywhere, or changed here: its write-back goes
+            return
+        st = self.far_ds
+        self.manager.counters["far_recopies"] += 1
+        self.manager.far.copy_named(
+            st.ds,
+            name,
+            encode_write(name, decode_item(body)[3]),
+            skip,
+            lambda s, b: one(name, s == Status.OK),
+        )
+
     def on_far_reset(self) -> None:
         """The far node restarted: far-only objects are lost, local ones dirty."""
         words = self.words
@@ -385,6 +457,7 @@ class Remoteable:
                 self.heap.view(segment_of(w), off, self.heap.payload_size(segment_of(w), off))
             )
             snapshot[i] = w
+            self._copying.pop(i, None)
             self.manager.counters["far_writes"] += 1
             name = self.far_name(i)
             far.submit_named(Op.WRITE, ds, name, encode_write(name, data), done)

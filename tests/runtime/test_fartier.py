@@ -231,3 +231,25 @@ def test_arrays_and_boxes_over_the_tier_survive_a_node(three_nodes):
         assert arr.sum(1000, 10) == sum(i * 512 for i in range(10))
 
     with_tier(three_nodes, 2 * MiB, main, replicas=2, segment_size=64 * 1024)
+
+
+def test_arrays_and_boxes_are_rereplicated_so_a_second_loss_loses_nothing(three_nodes):
+    def main(mgr):
+        far = mgr.far
+        arr = RemArray(mgr, 4096, 1500, prefetch=False)
+        for i in range(1500):  # 6 MB through a 2 MiB heap
+            arr.write(i, struct.pack("<Q", i) * 512)
+        boxes = [RemBox(mgr, value_of(i, 50_000)) for i in range(40)]
+        assert mgr.evacuator.writebacks > 1000
+        three_nodes[0].kill()
+        assert wait_for(lambda: not far.nodes()[0].available)
+        assert wait_for(lambda: far.sweeper.sweeps >= 1 and far.sweeper.state == "idle", limit=60)
+        assert mgr.counters["far_recopies"] > 300  # ~2/3 of the far objects lost a copy
+        three_nodes[1].kill()  # the second loss: node 2 holds everything now
+        assert wait_for(lambda: not far.nodes()[1].available)
+        for i in range(1500):
+            assert arr.read(i) == struct.pack("<Q", i) * 512, i
+        for i, box in enumerate(boxes):
+            assert box.get() == value_of(i, 50_000), i
+
+    with_tier(three_nodes, 2 * MiB, main, replicas=2, segment_size=64 * 1024)
