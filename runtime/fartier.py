@@ -10,23 +10,29 @@ call_named, broadcast, available, stats, start/close/kick/wait_ready), so the
 structures, the evacuator and kvcache do not care how many nodes there are.
 One node is a plain FarClient: the single-node path has no tier in it.
 
-Placement: each object lives on R (`replicas`) distinct nodes, the first R by
-weighted rendezvous hashing (runtime/placement.py) of its far name: a hash
-table's key; for boxes and arrays the tier's structure handle and the
-object's index. Each node weighs its memory limit (STATS `limit_bytes`).
-Weights are frozen when the tier first becomes available: once every node
-answered, or `freeze_wait` seconds after start() with at least one (a node
-not heard from weighs the mean of the others). Placement never changes while
-the process runs: an object is always looked for where it was put.
+Placement: an object's rank is every node, ordered by weighted rendezvous
+hashing (runtime/placement.py) of its far name: a hash table's key; for
+boxes and arrays the tier's structure handle and the object's index. Each
+node weighs its memory limit (STATS `limit_bytes`), frozen when the tier
+first becomes available (once every node answered, or `freeze_wait` seconds
+after start() with at least one; a node not heard from weighs the mean of
+the others), so an object's rank never changes while the process runs.
+Its home is the first R (`replicas`) of its rank; its replica set is the
+first R *live* nodes of its rank: with a home node down, the next live one
+stands in for it.
 
-Per request, over the object's replicas in placement order:
+A stand-in holds copies of objects it is not home to (strays): once the
+home is back those are outside the replica set. So a node that took a
+stand-in write is marked (`strays`), and the nodes that may hold an object
+are its replica set, then the marked nodes (`_holders`):
 
-    READ     the first live replica; a failure, a timeout or NOT_FOUND asks
+    READ     the first live holder; a failure, a timeout or NOT_FOUND asks
              the next one inside the same request (far_failovers). The
              callback gets the first OK; else the last failure if any
              replica failed, else NOT_FOUND.
-    WRITE    every live replica. OK once each answered and one at least
-             acknowledged. A replica that gave no answer (timeout, lost
+    WRITE    the replica set; a REMOVE to every other holder, so that no
+             copy is left stale. OK once each replica answered and one at
+             least acknowledged. A replica that gave no answer (timeout, lost
              connection) does not count: it applies the write in order behind
              everything sent to it before, or it is cleared before it is used
              again, so it holds this version or nothing and a read there
@@ -34,12 +40,13 @@ Per request, over the object's replicas in placement order:
              hold) the write, the callback gets (None, error) and the owner
              removes the copies (evac_unsure): a copy the runtime does not
              know of must never be read.
-    REMOVE   every live replica; OK if any had it; (None, error) if none
+    REMOVE   every holder; OK if any had it; (None, error) if none
              answered OK and one gave no answer.
-    COMPUTE  only with R = 1, on the object's one replica. With R > 1 an
-             offloaded change could reach one replica and not another, so
-             the structures bring the object home, change it and write it
-             back to every replica instead (RemHashTable.can_offload).
+    COMPUTE  only with R = 1 and no marked node (can_offload), on the
+             object's one replica. With R > 1 an offloaded change could
+             reach one replica and not another, so the structures bring the
+             object home, change it and write it back to every replica
+             instead (RemHashTable.can_offload).
     broadcast (COMPUTE clear): every node. A node that gives no answer is
              dropped and rejoins cleared.
 
@@ -47,15 +54,17 @@ Live means connected, answering, with the structure constructed. Every node
 is a FarClient with `clear_on_return`: when it comes back after being down
 or stalled (a new instance or the same one after a partition, which may hold
 copies that missed writes or removes) its structures are destructed and
-constructed again before it is used, and owners hear `on_far_node_cleared(i)`
-(resident objects whose far copy may have been there become dirty, so they
-are written back to every replica again). So a node only ever holds what was
-sent to it over its current connection, in order: a replica holds an
-object's current version or nothing.
+constructed again before it is used, its mark goes, and owners hear
+`on_far_node_cleared(i)` once it is up (resident objects whose far copy may
+have been there become dirty, so they are written back to every replica
+again). So every live copy of an object is its current version or nothing.
 
-Not done here (issue 12, phase 2): copying objects that lost a replica to
-another node (re-replication). A far-only object whose every replica was
-lost reads as a miss (a hash table) or raises FarDataLost (boxes, arrays).
+Re-replication (runtime/rereplicate.py): every change of the live nodes
+starts a background sweep that SCANs the live nodes and has the owners copy
+objects onto replica sets that lack them (`copy_named`), refill a node that
+came back empty and move strays home; once a sweep settles with every node
+up the marks go. A far-only object whose every copy was lost reads as a miss
+(a hash table) or raises FarDataLost (boxes, arrays).
 """
 
 from __future__ import annotations
