@@ -204,7 +204,9 @@ def rereplicate(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="bench_fartier", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.bench_fartier", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--only", default="capacity,zipf,rereplicate")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)

@@ -307,7 +307,7 @@ def test_a_lost_node_is_rereplicated_so_a_second_loss_loses_nothing(three_nodes)
     args = ("-m", "4", "--far", far_arg(three_nodes), "--far-replicas", "2")
     with KvCache(*args, "--far-timeout", "1") as kv:
         c = Client(("127.0.0.1", kv.port), connect_timeout=10, timeout=15)
-        n = 3000  # 30 MB through the 4 MB heap: most items are far only
+        n = 4000  # 40 MB, ten times the 4 MB heap: most items are far only
         for i in range(n):
             assert c.set(b"k%d" % i, value_of(i, 10_000), noreply=False)
         assert int(c.stats()[b"local_items"]) < n // 5
