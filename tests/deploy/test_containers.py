@@ -20,9 +20,11 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,7 +56,7 @@ def _compose_cmd() -> list[str]:
 class Project:
     """One compose project of a compose file, brought up and torn down by the test."""
 
-    def __init__(self, tmp: Path, file: str = "docker-compose.yml"):
+    def __init__(self, tmp: Path, files: tuple[str, ...] = ("docker-compose.yml",)):
         self.name = f"kvt{os.getpid()}x{random.randrange(1 << 20):05x}"
         self.port = free_port()
         self.node_ports = (free_port(), free_port())  # the cluster file's kvcache1, kvcache2
@@ -75,7 +77,10 @@ class Project:
             "KVCACHE_SECRET_FILE": str(secret),
             "KVCACHE_CERTS": str(certs),
         }
-        self.cmd = [*_compose_cmd(), "-p", self.name, "-f", str(ROOT / file)]
+        self.certs = certs
+        self.cmd = [*_compose_cmd(), "-p", self.name]
+        for file in files:
+            self.cmd += ["-f", str(ROOT / file)]
 
     def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         done = subprocess.run(
@@ -118,11 +123,11 @@ class Project:
 
 
 @contextlib.contextmanager
-def _project(tmp: Path, file: str = "docker-compose.yml", images: tuple[str, ...] = (IMAGE,)):
+def _project(tmp: Path, *files: str, images: tuple[str, ...] = (IMAGE,)) -> Iterator[Project]:
     for image in images:
         if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
             pytest.fail(f"no image {image}: run `make image` (make test-containers does)")
-    p = Project(tmp, file)
+    p = Project(tmp, files or ("docker-compose.yml",))
     try:
         yield p
     finally:
@@ -148,8 +153,14 @@ def replicated(tmp_path):
 
 
 @pytest.fixture
+def client_tls(tmp_path):
+    with _project(tmp_path, "docker-compose.yml", "docker-compose.tls.yml") as p:
+        yield p
+
+
+@pytest.fixture
 def cluster(tmp_path):
-    with _project(tmp_path, "docker-compose.cluster.yml", (IMAGE, TWEMPROXY_IMAGE)) as p:
+    with _project(tmp_path, "docker-compose.cluster.yml", images=(IMAGE, TWEMPROXY_IMAGE)) as p:
         yield p
 
 
@@ -445,3 +456,29 @@ def test_cluster_behind_twemproxy_spreads_keys_and_down_leaves_nothing(cluster):
     p.run("down", "-v", "-t", "10")
     assert p.leftovers() == {"containers": [], "networks": [], "volumes": []}
     print(f"cluster: up {started:.1f} s; {n} keys through twemproxy, node shares {shares}")
+
+
+def test_client_tls_override_serves_tls_only(client_tls):
+    p = client_tls
+    t0 = time.monotonic()
+    p.run("up", "-d", "--no-build")
+    p.wait_healthy("far", "cache")  # the cache's healthcheck speaks TLS
+    started = time.monotonic() - t0
+    ctx = ssl.create_default_context(cafile=str(p.certs / "ca.crt"))
+    c = Client(("127.0.0.1", p.port), timeout=10, connect_timeout=10, tls_context=ctx)
+    values = {f"t{i}": _value("t", i, 1000) for i in range(500)}
+    for k, v in values.items():
+        assert c.set(k, v, noreply=False)
+    assert c.get_many(list(values)) == values
+    settings = c.stats("settings")
+    assert settings[b"ssl_enabled"] == b"yes" and settings[b"far_tls"] == b"yes"
+    c.close()
+    # A plaintext client gets no reply; a client that does not trust the CA is refused.
+    out, _ = _exchange(p.port, b"version\r\n")
+    assert out == b""
+    stranger = Client(("127.0.0.1", p.port), timeout=10, tls_context=ssl.create_default_context())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        stranger.get("t1")
+    p.run("down", "-v", "-t", "10")
+    assert p.leftovers() == {"containers": [], "networks": [], "volumes": []}
+    print(f"client TLS: up {started:.1f} s; 500 items over TLS; plaintext gets no reply")
