@@ -134,7 +134,9 @@ def _measure(port: int, workload: str, args: argparse.Namespace) -> loadgen.Resu
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m loadtest.bench_cluster", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--runs", type=int, default=3)
