@@ -7,7 +7,9 @@
 # pullable (no registry, as on the dev machines), a Debian bookworm base is built from
 # Debian's packages with docker/make-base.sh (debootstrap; installed with apt-get when
 # missing) and tagged kvcache-base:bookworm, once; the image is then built on it. Also
-# builds kvcache-locust:local (EXTRAS=loadtest, compose's `load` profile) when LOCUST=1.
+# builds kvcache-twemproxy:local (docker/twemproxy: Debian's nutcracker on the same base, for
+# docker-compose.cluster.yml), and kvcache-locust:local (EXTRAS=loadtest, compose's `load`
+# profile) when LOCUST=1.
 # CA certificates in /usr/local/share/ca-certificates (a proxy that inspects TLS to the
 # package index) go into the local base, as make-base.sh's CA_CERTS.
 set -euo pipefail
@@ -40,6 +42,9 @@ start=$(date +%s)
 docker build -q --build-arg BASE="$BASE" -t "$TAG" . >/dev/null
 echo "==> built $TAG on $BASE in $(($(date +%s) - start)) s:" \
     "$(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%d MB", $1 / 1e6}')"
+start=$(date +%s)
+docker build -q --build-arg BASE="$BASE" -t kvcache-twemproxy:local docker/twemproxy >/dev/null
+echo "==> built kvcache-twemproxy:local in $(($(date +%s) - start)) s"
 if [ "${LOCUST:-0}" = 1 ]; then
     docker build -q --build-arg BASE="$BASE" --build-arg EXTRAS=loadtest \
         -t kvcache-locust:local . >/dev/null

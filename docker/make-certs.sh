@@ -4,8 +4,10 @@
 #   docker/make-certs.sh [DIR]      (default: certs/; `make certs` runs it)
 #
 # Writes DIR/ca.crt, ca.key, server.crt, server.key, client.crt, client.key. The server
-# certificate names localhost, 127.0.0.1, kvcache and far (the compose services), so one
-# certificate serves the client listener (--tls-cert) and a far node (farserver --tls-cert).
+# certificate names localhost, 127.0.0.1, kvcache, cache and the far nodes of the compose
+# files (far; far1, far2, far3 of docker-compose.replicated.yml and docker-compose.cluster.yml),
+# so one certificate serves the client listener (--tls-cert) and every far node (farserver
+# --tls-cert): kvcache checks that a far node's certificate names the HOST of its --far entry.
 # For tests and local use only: keys are unencrypted, readable by all (compose bind-mounts
 # them as secrets for the containers' user, uid 10001), and the CA lives 30 days.
 set -eu
@@ -23,7 +25,7 @@ sign() {  # name, subject, extensions
     rm -f "$1.csr" "$1.ext"
 }
 sign server "/CN=kvcache" \
-    "subjectAltName=DNS:localhost,IP:127.0.0.1,DNS:kvcache,DNS:far
+    "subjectAltName=DNS:localhost,IP:127.0.0.1,DNS:kvcache,DNS:cache,DNS:far,DNS:far1,DNS:far2,DNS:far3
 extendedKeyUsage=serverAuth,clientAuth"
 sign client "/CN=kvcache client" "extendedKeyUsage=clientAuth"
 rm -f ca.srl

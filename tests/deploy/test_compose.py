@@ -410,3 +410,103 @@ def test_dockerfile_command_line_runs(tmp_path):
         assert check.stdout.startswith(b"VERSION ")
     finally:
         assert server.stop() == 0
+
+
+def _config_of(file: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KVCACHE_")}
+    done = subprocess.run(
+        [DOCKER_COMPOSE, "-f", os.path.join(ROOT, file), "config"],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return yaml.safe_load(done.stdout)
+
+
+def _same_far(far: dict, base: dict) -> None:
+    """A far node of another file: docker-compose.yml's far (extended; secrets reordered)."""
+    key = lambda svc: {**svc, "secrets": sorted(s["source"] for s in svc["secrets"])}  # noqa: E731
+    assert key(far) == key(base)
+
+
+def _node_like_cache(node: dict, cache: dict, far: str) -> None:
+    """A kvcache service of another file: docker-compose.yml's cache with another --far."""
+    assert _flag(node["command"], "--far") == far
+    for flag in ("-m", "--secret-file", "--far-tls-ca", "--far-tls-cert", "--far-tls-key"):
+        assert _flag(node["command"], flag) == _flag(cache["command"], flag), flag
+    for key in ("healthcheck", "restart", "mem_limit", "stop_grace_period"):
+        assert node[key] == cache[key], key
+    assert sorted(map(str, node["secrets"])) == sorted(map(str, cache["secrets"]))
+
+
+def test_replicated_file_is_three_far_nodes_and_two_replicas(config):
+    rep = _config_of("docker-compose.replicated.yml")
+    assert set(rep["services"]) == {"far1", "far2", "far3", "cache"}
+    for name in ("far1", "far2", "far3"):
+        _same_far(rep["services"][name], config["services"]["far"])
+    cache = rep["services"]["cache"]
+    _node_like_cache(cache, config["services"]["cache"], "far1:11311,far2:11311,far3:11311")
+    assert _flag(cache["command"], "--far-replicas") == "2"
+    assert cache["ports"] == ["127.0.0.1:11211:11211/tcp"]
+    assert cache["depends_on"] == {
+        f: {"condition": "service_healthy"} for f in ("far1", "far2", "far3")
+    }
+    assert rep["secrets"] == config["secrets"]
+
+
+def test_cluster_file_is_two_nodes_behind_twemproxy(config):
+    cl = _config_of("docker-compose.cluster.yml")
+    assert set(cl["services"]) == {"far1", "far2", "kvcache1", "kvcache2", "twemproxy"}
+    for name in ("far1", "far2"):
+        _same_far(cl["services"][name], config["services"]["far"])
+    for i in (1, 2):
+        node = cl["services"][f"kvcache{i}"]
+        _node_like_cache(node, config["services"]["cache"], f"far{i}:11311")
+        assert node["ports"] == [f"127.0.0.1:{11211 + i}:11211/tcp"]
+        assert node["depends_on"] == {f"far{i}": {"condition": "service_healthy"}}
+    proxy = cl["services"]["twemproxy"]
+    assert proxy["image"] == "kvcache-twemproxy:local"
+    assert proxy["build"]["context"] == os.path.join(ROOT, "docker", "twemproxy")
+    assert proxy["ports"] == ["127.0.0.1:11211:11211/tcp"]
+    assert set(proxy["depends_on"]) == {"kvcache1", "kvcache2"}
+    with open(os.path.join(ROOT, "docker", "twemproxy", "nutcracker.yml")) as f:
+        pool = yaml.safe_load(f)["kvcache"]
+    assert pool["listen"] == "0.0.0.0:11211" and pool["distribution"] == "ketama"
+    assert pool["auto_eject_hosts"] is False  # a node's keys never move to the other node
+    assert pool["servers"] == ["kvcache1:11211:1 kvcache1", "kvcache2:11211:1 kvcache2"]
+
+
+def test_test_certificate_names_every_far_node(tmp_path):
+    _certs_subst(tmp_path)
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", tmp_path / "server.crt"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    names = {n.strip() for n in text.splitlines()[1].split(",")}
+    for host in ("far", "far1", "far2", "far3", "cache", "kvcache", "localhost"):
+        assert f"DNS:{host}" in names, host
+
+
+def test_tls_override_adds_client_tls_to_the_cache(config):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KVCACHE_")}
+    done = subprocess.run(
+        [DOCKER_COMPOSE, "-f", COMPOSE, "-f", os.path.join(ROOT, "docker-compose.tls.yml")]
+        + ["config"],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    tls = yaml.safe_load(done.stdout)
+    cache, plain = tls["services"]["cache"], config["services"]["cache"]
+    extra = ["-Z", "--tls-cert", "/run/secrets/far_tls_cert", "--tls-key"]
+    assert cache["command"] == plain["command"] + extra + ["/run/secrets/far_tls_key"]
+    assert {"far_tls_cert", "far_tls_key"} <= {s["source"] for s in cache["secrets"]}
+    assert _flag(cache["healthcheck"]["test"], "--tls-ca") == "/run/secrets/tls_ca"
+    for key in ("ports", "depends_on", "mem_limit", "restart"):
+        assert cache[key] == plain[key], key
+    _same_far(tls["services"]["far"], config["services"]["far"])
