@@ -65,7 +65,9 @@ def test_headless_against_kvcache_with_far_node(tmp_path):
     names = {e["name"]: e for e in entries}
     assert {"get", "set", "get_multi", "delete"} <= set(names), names.keys()
     assert all(e["method"] == "memcache" for e in entries)
-    assert sum(e["num_requests"] for e in entries) > 1000, log
+    # a few thousand on a quiet machine; a floor that a loaded one (a helper's
+    # benchmark beside it) still clears, and that a stalled load never does
+    assert sum(e["num_requests"] for e in entries) > 300, log
     assert sum(e["num_failures"] for e in entries) == 0, log
     assert names["get"]["total_content_length"] == 100 * names["get"]["num_requests"]
     assert "preloaded 60000 keys" in log
