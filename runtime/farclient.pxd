@@ -3,6 +3,9 @@
 from protocol.far.frames cimport FrameReader
 
 
+cdef double _monotonic()
+
+
 cdef class FarReply:
     cpdef done(self, object status, object body)
 
