@@ -1,5 +1,6 @@
 # C types of runtime/hashtable.py (Cython's pure-Python mode: the .py holds the code).
 
+from protocol.far.bodies cimport decode_item, encode_name
 from runtime.farclient cimport FarClient, FarReply
 from runtime.heap cimport Heap, Segment
 from runtime.pointer cimport local_word, offset_of, segment_of

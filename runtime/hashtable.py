@@ -147,6 +147,7 @@ _OFF_MASK = cython.declare(cython.ulonglong, OFF_MASK)
 _TAG_SHIFT = cython.declare(cython.int, TAG_SHIFT)
 _FETCHED = cython.declare(cython.uchar, 1)  # FETCHED
 _U64 = (1 << 64) - 1
+_SYSTEM_CLOCK = cython.declare(object, time.time)  # a C global: `is` with no lookup
 
 
 def tag_of(h: cython.longlong) -> cython.ulonglong:
@@ -626,7 +627,7 @@ class RemHashTable(Remoteable):
 
     def _now(self) -> cython.uint:
         """The clock's unix seconds, from the C library when it is the system's."""
-        if cython.compiled and self.clock is time.time:
+        if cython.compiled and self.clock is _SYSTEM_CLOCK:
             return c_time(cython.NULL)
         return int(self.clock())
 
