@@ -32,8 +32,11 @@ Workloads (100-byte values, keys `key:NNNNNNN`, 50 connections):
                switched on (`callgrind_control -i on`) only around the
                measured run: user-space instructions per far hit (the run's
                total less its resident gets, each costing what a get of
-               resident keys costs in the same process, then / far hits),
-               repeatable on a noisy machine, unlike CPU time
+               resident keys costs in the same process, then / far hits).
+               One connection, one get in flight: with many, a traced server
+               batches more requests per loop turn the slower the machine
+               is, and the count followed the machine's load (31.7k-50.5k
+               per far hit for one build); with one it is repeatable
 
 Each is run `--runs` times, servers alternating; medians are printed with the
 generator's CPU use: at ~1.0 of a core the generator, not the server, is the
