@@ -84,6 +84,7 @@ VERSION = "1.6.18-kvcache-0.1.0"
 MONTH = 60 * 60 * 24 * 30  # exptimes above this are absolute unix times
 _U64 = 1 << 64
 _EXPIRED = 1  # an absolute exptime long past
+_SYSTEM_CLOCK = cython.declare(object, time.time)  # a C global: `is` with no lookup
 # A state bit of our own in the item's state byte: ms stored the item under a
 # base64 (b) key, so mg k and me return it base64 (memcached 1.6.18's
 # ITEM_KEY_BINARY; its mg N / ma N vivify items without it).
@@ -428,7 +429,7 @@ class Dispatcher:
 
     def _now(self) -> cython.uint:
         """now(), from the C library when the clock is the system's."""
-        if cython.compiled and self.clock is time.time:
+        if cython.compiled and self.clock is _SYSTEM_CLOCK:
             return c_time(cython.NULL)
         return int(self.clock())
 

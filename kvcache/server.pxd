@@ -41,3 +41,4 @@ cdef class Connection:
     cpdef _serve(self, bint in_hub, object first=*)
     cpdef _finish(self, list out, DerefScope scope)
     cpdef _went_far(self, list out, DerefScope scope)
+    cpdef _prefetch_ahead(self)

@@ -306,7 +306,7 @@ class Connection:
     def _prefetch_ahead(self) -> None:
         """Parse the buffered requests now and start the far reads of their get keys."""
         ahead = self.ahead
-        parser = self.parser
+        parser: Parser = self.parser
         while len(ahead) < PREFETCH_AHEAD:
             try:
                 ev = parser.next_event()
@@ -318,6 +318,8 @@ class Connection:
             if ev is NEED_DATA:
                 break
             ahead.append(ev)
+        if not ahead:  # nothing buffered (one request in flight): the usual far get
+            return
         keys = [k for ev in ahead if getattr(ev, "cmd", None) in _GETS for k in _keys_of(ev)]
         if keys:
             self.dispatcher.prefetch(keys)

@@ -226,12 +226,13 @@ int main(int argc, char **argv) {
             die("epoll_wait");
         }
         if (n == 0) {
-            if (++idle > 4) {
+            if (++idle > 4) { /* 2.5 s in a row with no reply */
                 fprintf(stderr, "server stopped answering\n");
                 return 3;
             }
             continue;
         }
+        idle = 0;
         size_t nready = 0;
         for (int i = 0; i < n; i++) {
             struct conn *cn = events[i].data.ptr;

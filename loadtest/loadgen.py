@@ -264,9 +264,10 @@ def _run_python(
             running = clock() < stop
             if not events:
                 idle += 1
-                if idle > 4:
+                if idle > 4:  # 2.5 s in a row with no reply
                     raise TimeoutError("server stopped answering")
                 continue
+            idle = 0
             for fd, _ in events:
                 st = state[fd]
                 data = st[0](RECV_SIZE)

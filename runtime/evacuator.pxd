@@ -2,7 +2,12 @@
 
 from runtime.heap cimport Heap, Segment
 from runtime.pointer cimport local_word
+from runtime.structures cimport Remoteable
 
+cdef bint _dead(object owner, Py_ssize_t slot) except -1
+cdef _reclaim(object owner, Py_ssize_t slot)
+cdef _far(object owner, Py_ssize_t slot)
+cdef _forget(object owner, Py_ssize_t slot)
 cdef unsigned long long _word(object owner, Py_ssize_t slot) except? 0xFFFFFFFFFFFFFFFF
 cdef void _set_word(object owner, Py_ssize_t slot, unsigned long long w) except *
 

@@ -53,6 +53,7 @@ from runtime.pointer import (
     offset_of,
     segment_of,
 )
+from runtime.structures import Remoteable
 
 if cython.compiled:
     from cython.cimports.cpython import array
@@ -81,7 +82,11 @@ _HSZ = cython.declare(cython.Py_ssize_t, HEADER_SIZE)
 def _word(owner: object, slot: cython.Py_ssize_t) -> cython.ulonglong:
     """owner.words[slot], read straight from the array when compiled."""
     if cython.compiled:
-        words: array.array = owner.words
+        words: array.array
+        if isinstance(owner, Remoteable):
+            words = cython.cast(Remoteable, owner).words  # a C field, no attribute lookup
+        else:
+            words = owner.words
         return words.data.as_ulonglongs[slot]
     return owner.words[slot]
 
@@ -89,10 +94,49 @@ def _word(owner: object, slot: cython.Py_ssize_t) -> cython.ulonglong:
 def _set_word(owner: object, slot: cython.Py_ssize_t, w: cython.ulonglong) -> cython.void:
     """owner.words[slot] = w."""
     if cython.compiled:
-        words: array.array = owner.words
+        words: array.array
+        if isinstance(owner, Remoteable):
+            words = cython.cast(Remoteable, owner).words
+        else:
+            words = owner.words
         words.data.as_ulonglongs[slot] = w
     else:
         owner.words[slot] = w
+
+
+# The owner calls of the scan: C calls for the runtime's structures (Remoteable's
+# cpdef methods), a Python call for any other EvacHandler.
+
+
+def _dead(owner: object, slot: cython.Py_ssize_t) -> cython.bint:
+    """owner.evac_dead(slot)."""
+    if cython.compiled and isinstance(owner, Remoteable):
+        return cython.cast(Remoteable, owner).evac_dead(slot)
+    return owner.evac_dead(slot)
+
+
+def _reclaim(owner: object, slot: cython.Py_ssize_t) -> None:
+    """owner.evac_reclaim(slot)."""
+    if cython.compiled and isinstance(owner, Remoteable):
+        cython.cast(Remoteable, owner).evac_reclaim(slot)
+    else:
+        owner.evac_reclaim(slot)
+
+
+def _far(owner: object, slot: cython.Py_ssize_t) -> None:
+    """owner.evac_far(slot)."""
+    if cython.compiled and isinstance(owner, Remoteable):
+        cython.cast(Remoteable, owner).evac_far(slot)
+    else:
+        owner.evac_far(slot)
+
+
+def _forget(owner: object, slot: cython.Py_ssize_t) -> None:
+    """owner.evac_forget(slot)."""
+    if cython.compiled and isinstance(owner, Remoteable):
+        cython.cast(Remoteable, owner).evac_forget(slot)
+    else:
+        owner.evac_forget(slot)
 
 
 class EvacHandler(Protocol):
@@ -295,8 +339,8 @@ class Evacuator:
             w = _word(owner, slot)
             if not (w & _PRESENT) or (w >> _SEG_SHIFT) & _SEG_MAX != seg_id or w & _OFF_MASK != off:
                 continue  # dead: a newer copy lives elsewhere
-            if owner.evac_dead(slot):
-                owner.evac_reclaim(slot)
+            if _dead(owner, slot):
+                _reclaim(owner, slot)
                 heap.free(seg_id, off)
                 self.reclaimed += 1
                 continue
@@ -304,7 +348,7 @@ class Evacuator:
             if hot and self._survive(seg, off, size, slot, owner_id, owner, w, hot >> 1):
                 continue
             if not (w & _DIRTY) and (w & _FAR):
-                owner.evac_far(slot)
+                _far(owner, slot)
                 heap.free(seg_id, off)
                 self.clean_drops += 1
                 continue
@@ -317,7 +361,7 @@ class Evacuator:
                     bodies.append(req[2])
                     continue
             if may_forget:
-                owner.evac_forget(slot)
+                _forget(owner, slot)
                 heap.free(seg_id, off)
                 self.forgotten += 1
                 continue

@@ -1,6 +1,9 @@
 # C types of runtime/farclient.py (Cython's pure-Python mode: the .py holds the code).
 
-from protocol.far.frames cimport FrameReader
+from protocol.far.frames cimport FrameReader, encode_frame
+
+
+cdef double _monotonic()
 
 
 cdef class FarReply:

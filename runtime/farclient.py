@@ -73,6 +73,9 @@ from protocol.far.frames import FrameReader
 from runtime import hub as _hub
 from runtime.errors import FarMemoryError, FarTimeout, FarUnavailable
 
+if cython.compiled:
+    from cython.cimports.posix.time import CLOCK_MONOTONIC, clock_gettime, timespec
+
 __all__ = ["FarClient", "FarReply", "FarStructure"]
 
 log = logging.getLogger("runtime.farclient")
@@ -82,6 +85,15 @@ PROBE_PERIOD = 0.25  # seconds between PINGs to a stalled node (at most the time
 WARN_PERIOD = 30.0  # seconds between "still unreachable" warnings
 
 Callback = Callable[[Any, Any], None]  # (status | None, body | exception)
+
+
+def _monotonic() -> float:
+    """time.monotonic(): the same clock (CLOCK_MONOTONIC), read in C when compiled."""
+    if cython.compiled:
+        ts = cython.declare(timespec)
+        clock_gettime(CLOCK_MONOTONIC, cython.address(ts))
+        return ts.tv_sec + ts.tv_nsec * 1e-9
+    return time.monotonic()
 
 
 class FarReply:
@@ -348,7 +360,7 @@ class FarClient:
     def _send(self, op: int, ds: int, body: bytes, callback: Callback) -> None:
         rid = self._next_id
         self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
-        self._outstanding[rid] = (callback, time.monotonic() + self.timeout, self._replies)
+        self._outstanding[rid] = (callback, _monotonic() + self.timeout, self._replies)
         self.requests += 1
         self._wbuf.append(encode_frame(rid, op, ds, body))
         if not self._flush_pending:

@@ -1,5 +1,6 @@
 # C types of runtime/hashtable.py (Cython's pure-Python mode: the .py holds the code).
 
+from protocol.far.bodies cimport decode_item, encode_name
 from runtime.farclient cimport FarClient, FarReply
 from runtime.heap cimport Heap, Segment
 from runtime.pointer cimport local_word, offset_of, segment_of
@@ -42,6 +43,8 @@ cdef class RemHashTable(Remoteable):
 
     cdef Segment _seg(self, unsigned long long w)
     cpdef _fetched(self, object key, _Fetch fetch, object status, object body)
+    cpdef bint fetch_many(self, list keys, object on_done, object arg=*) except -1
+    cpdef admit_landed(self, dict fetched)
     cdef long long _hash_slot(self, Py_ssize_t slot) except? -1
     cpdef Py_ssize_t _new_slot(self) except -1
     cpdef void _free_slot(self, Py_ssize_t slot)
@@ -80,6 +83,9 @@ cdef class RemHashTable(Remoteable):
     cpdef void _remove_local(self, Py_ssize_t slot)
     cpdef unsigned int _exptime_of(self, Py_ssize_t slot)
     cpdef bint evac_dead(self, Py_ssize_t slot) except -1
+    cpdef evac_far(self, Py_ssize_t slot)
+    cpdef evac_forget(self, Py_ssize_t slot)
+    cpdef evac_reclaim(self, Py_ssize_t slot)
 
 
 cdef class _Index(SlotIndex):
@@ -88,15 +94,20 @@ cdef class _Index(SlotIndex):
     cdef long long hash_of(self, Py_ssize_t slot) except? -1
 
 
+cdef class _Landing:
+    cpdef landed(self, object key, object result, object exc)
+
+
 cdef class _Fetch(FarReply):
     cdef public RemHashTable table
     cdef public object key
     cdef public list waiters
     cdef public bint stale
+    cdef public object on_done
+    cdef public object arg
+    cdef public bint sending
 
-
-cdef class _Landing:
-    cpdef landed(self, object key, object result, object exc)
+    cpdef join(self, _Landing waiter)
 
 
 cdef class _Batch(_Landing):

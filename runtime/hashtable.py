@@ -147,6 +147,7 @@ _OFF_MASK = cython.declare(cython.ulonglong, OFF_MASK)
 _TAG_SHIFT = cython.declare(cython.int, TAG_SHIFT)
 _FETCHED = cython.declare(cython.uchar, 1)  # FETCHED
 _U64 = (1 << 64) - 1
+_SYSTEM_CLOCK = cython.declare(object, time.time)  # a C global: `is` with no lookup
 
 
 def tag_of(h: cython.longlong) -> cython.ulonglong:
@@ -190,17 +191,29 @@ class Item:
 class _Fetch(FarReply):
     """One far read of a key, shared by every request asking for it; its reply callback.
 
-    Callbacks here are objects, not closures: a closure kept in the scope it
-    closes over is a reference cycle, garbage only the cyclic GC can free,
-    and a far read per request made the GC a tenth of the far path's CPU.
-    Compiled, the far client calls `done` in C (a FarReply).
+    The request that sent it may wait on it directly (`on_done`, `arg`: a
+    one-key fetch_many needs no _Batch); requests that join it later wait
+    as `waiters`. Callbacks here are objects, not closures: a closure kept
+    in the scope it closes over is a reference cycle, garbage only the
+    cyclic GC can free, and a far read per request made the GC a tenth of
+    the far path's CPU. Compiled, the far client calls `done` in C (a FarReply).
     """
 
     def __init__(self, table: RemHashTable, key: Key) -> None:
         self.table = table
         self.key = key
-        self.waiters: list[Any] = []  # objects with landed(key, result, error)
+        self.waiters: list[Any] | None = None  # _Landings joined later, in order; or None
         self.stale = False  # the key was changed meanwhile: drop the result
+        self.on_done: Callable | None = None  # on_done(arg, results, error) of its sender
+        self.arg: Any = None
+        self.sending = False  # still inside fetch_many: report from the hub's next turn
+
+    def join(self, waiter: _Landing) -> None:
+        """`waiter.landed(key, result, error)` when the read lands."""
+        if self.waiters is None:
+            self.waiters = [waiter]
+        else:
+            self.waiters.append(waiter)
 
     def done(self, status: Any, body: Any) -> None:
         """The far node's reply (the FarClient's callback, hub)."""
@@ -636,7 +649,7 @@ class RemHashTable(Remoteable):
 
     def _now(self) -> cython.uint:
         """The clock's unix seconds, from the C library when it is the system's."""
-        if cython.compiled and self.clock is time.time:
+        if cython.compiled and self.clock is _SYSTEM_CLOCK:
             return c_time(cython.NULL)
         return int(self.clock())
 
@@ -726,19 +739,30 @@ class RemHashTable(Remoteable):
         if st is None or not st.ds:
             return False
         ds = st.ds
-        unique = list(dict.fromkeys(keys)) if len(keys) > 1 else keys
-        batch = _Batch(len(unique), on_done, arg, self.manager.hub)
         fetches = self._fetches
         counters = self.manager.counters
-        for key in unique:
-            fetch = fetches.get(key)
-            if fetch is not None:
-                fetch.waiters.append((batch, key))
-                continue
+        fetch: _Fetch
+        if len(keys) == 1 and keys[0] not in fetches:  # one new read: it is its own batch
+            key = keys[0]
             fetch = fetches[key] = _Fetch(self, key)
-            fetch.waiters.append((batch, key))
+            fetch.on_done = on_done
+            fetch.arg = arg
+            fetch.sending = True
             counters["far_reads"] += 1
             far.submit_named(_OP_READ, ds, key, encode_name(key), fetch)
+            fetch.sending = False
+            return True
+        unique = list(dict.fromkeys(keys)) if len(keys) > 1 else keys
+        batch = _Batch(len(unique), on_done, arg, self.manager.hub)
+        for key in unique:
+            fetch = fetches.get(key)
+            if fetch is None:
+                fetch = fetches[key] = _Fetch(self, key)
+                fetch.join(batch)
+                counters["far_reads"] += 1
+                far.submit_named(_OP_READ, ds, key, encode_name(key), fetch)
+            else:
+                fetch.join(batch)
         batch.sending = False
         return True
 
@@ -801,9 +825,18 @@ class RemHashTable(Remoteable):
             self.stats["far_misses"] += 1
         else:
             exc = FarMemoryError(f"far read failed: {Status(status).name}")
-        waiter: _Landing
-        for waiter, wkey in fetch.waiters:
-            waiter.landed(wkey, result, exc)
+        on_done = fetch.on_done
+        if on_done is not None:  # the one-key fetch_many that sent it
+            results = {} if exc is not None or result is _STALE else {key: result}
+            if fetch.sending:
+                self.manager.hub.schedule(on_done, fetch.arg, results, exc)
+            else:
+                on_done(fetch.arg, results, exc)
+        waiters = fetch.waiters
+        if waiters is not None:
+            waiter: _Landing
+            for waiter in waiters:
+                waiter.landed(key, result, exc)
 
     def prefetch(self, keys: list[Key]) -> int:
         """Start far reads of `keys` that may be far; they land resident. Never parks.
@@ -825,7 +858,7 @@ class RemHashTable(Remoteable):
             if key in fetches or self.resident(key) or key not in self.filter:
                 continue
             fetch = fetches[key] = _Fetch(self, key)
-            fetch.waiters.append((_Prefetched(self), key))
+            fetch.join(_Prefetched(self))
             started += 1
             far.submit_named(Op.READ, st.ds, key, encode_name(key), fetch)
         self.manager.counters["far_reads"] += started
@@ -1203,7 +1236,7 @@ class RemHashTable(Remoteable):
         exptime: cython.uint = self._exptime_of(slot)
         return exptime != 0 and exptime <= self._now()
 
-    def evac_reclaim(self, slot: int) -> None:
+    def evac_reclaim(self, slot: cython.Py_ssize_t) -> None:
         """An expired item is gone (its far copy expires on the node)."""
         self.stats["reclaimed"] += 1
         self._drop_slot(slot)
@@ -1225,11 +1258,11 @@ class RemHashTable(Remoteable):
             self.filter.add(bytes(self._key_at(slot)))
             self.resident_far += 1
 
-    def evac_far(self, slot: int) -> None:
+    def evac_far(self, slot: cython.Py_ssize_t) -> None:
         """The item left local memory; its key stays in the filter."""
         self._drop_slot(slot)
 
-    def evac_forget(self, slot: int) -> None:
+    def evac_forget(self, slot: cython.Py_ssize_t) -> None:
         """Evicted with no far copy (no far node): the cache forgets it."""
         self.stats["evictions"] += 1
         self._drop_slot(slot)

@@ -17,6 +17,10 @@ cdef class Remoteable:
 
     cpdef unsigned long long _w(self, Py_ssize_t slot)
     cpdef void _set_w(self, Py_ssize_t slot, unsigned long long w)
+    cpdef bint evac_dead(self, Py_ssize_t slot) except -1
+    cpdef evac_far(self, Py_ssize_t slot)
+    cpdef evac_forget(self, Py_ssize_t slot)
+    cpdef evac_reclaim(self, Py_ssize_t slot)
 
 
 cdef class RemArray(Remoteable):

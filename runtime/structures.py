@@ -293,7 +293,7 @@ class Remoteable:
 
     # -- evacuation handler (runtime.evacuator.EvacHandler) -------------------
 
-    def evac_dead(self, slot: int) -> bool:
+    def evac_dead(self, slot: cython.Py_ssize_t) -> cython.bint:
         """Nothing expires in a plain structure."""
         return False
 
@@ -310,15 +310,15 @@ class Remoteable:
     def evac_written(self, slot: int, marked: int) -> None:
         """A write-back of the object (word `marked`) was acknowledged."""
 
-    def evac_far(self, slot: int) -> None:
+    def evac_far(self, slot: cython.Py_ssize_t) -> None:
         """The object now lives only on the far node."""
         self.words[slot] = far_word(slot, 0)
 
-    def evac_forget(self, slot: int) -> None:
+    def evac_forget(self, slot: cython.Py_ssize_t) -> None:
         """Plain structures never forget; the evacuator keeps their objects."""
         raise AssertionError("a structure that may not forget was asked to")
 
-    def evac_reclaim(self, slot: int) -> None:
+    def evac_reclaim(self, slot: cython.Py_ssize_t) -> None:
         """Dead objects do not exist in plain structures."""
         self.words[slot] = 0
 

@@ -1,6 +1,7 @@
 # C types of protocol/far/frames.py (Cython's pure-Python mode: the .py holds the code).
 
 cdef unsigned int _u32(unsigned char* p)
+cpdef bytes encode_frame(object req_id, object op, object ds, object body=*, object status=*)
 
 
 cdef class FrameReader:
