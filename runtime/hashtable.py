@@ -1317,10 +1317,10 @@ class RemHashTable(Remoteable):
                 continue
             fetch = self._fetches.get(key)
             if fetch is not None:
-                fetch.waiters.append((recopy, key))
+                fetch.join(recopy)
                 continue
             fetch = self._fetches[key] = _Fetch(self, key)
-            fetch.waiters.append((recopy, key))
+            fetch.join(recopy)
             self.manager.counters["far_reads"] += 1
             far.submit_named(_OP_READ, st.ds, key, encode_name(key), fetch)
 
