@@ -420,27 +420,30 @@ class FarTier(FarClient):
         With every node live that is its home (the first R); with one down,
         the next live node by rank stands in for it.
         """
-        return tuple(self._first_live(self._handles[ds], self.ranking(ds, name)))
+        return tuple(self._holders(self._handles[ds], self.ranking(ds, name))[0])
 
     def first_replica(self, ds: int, name: bytes) -> int:
         """The node an object is read from first (its current primary); -1 if none is live."""
         live = self.replicas_of(ds, name)
         return live[0] if live else -1
 
-    def _holders(self, st: TierStructure, rank: tuple) -> list:
-        """Live nodes that may hold a copy, in rank order: the replica set, then stray holders."""
+    def _holders(self, st: TierStructure, rank: tuple) -> tuple[list, list]:
+        """Live nodes that may hold a copy, in rank order: (the replica set, stray holders).
+
+        The replica set is the first R live nodes of `rank`; the stray
+        holders are the marked live nodes after them.
+        """
         r = self.replicas
         strays = self.strays
-        out = []
-        taken = 0
+        replica_set: list = []
+        others: list = []
         for i in rank:
             if self._live(i, st):
-                if taken < r:
-                    taken += 1
-                    out.append(i)
+                if len(replica_set) < r:
+                    replica_set.append(i)
                 elif strays[i]:
-                    out.append(i)
-        return out
+                    others.append(i)
+        return replica_set, others
 
     # -- requests ------------------------------------------------------------
 
@@ -453,7 +456,8 @@ class FarTier(FarClient):
         self.requests += 1
         st = self._handles[ds]
         rank = self.ranking(ds, name)
-        holders = self._holders(st, rank)
+        replica_set, others = self._holders(st, rank)
+        holders = replica_set + others
         if op == Op.READ:
             _Failover(self, st, tuple(holders), body, callback).send()
             return
@@ -479,7 +483,7 @@ class FarTier(FarClient):
             for i in holders:
                 self.members_[i].submit(op, st.parts[i].ds, body, _Counted(self, i, fan))
             return
-        self._write(st, rank, holders, name, body, fan)
+        self._write(st, rank, replica_set, others, name, body, fan)
 
     def copy_named(self, ds: int, name: bytes, body: bytes, skip: int, callback: Callback) -> None:
         """A WRITE of the object `name` to its replica set but node `skip` (re-replication).
@@ -489,41 +493,35 @@ class FarTier(FarClient):
         """
         st = self._handles[ds]
         rank = self.ranking(ds, name)
-        holders = [i for i in self._holders(st, rank) if i != skip]
-        if not holders:
+        replica_set, others = self._holders(st, rank)
+        targets = [i for i in replica_set if i != skip]
+        others = [i for i in others if i != skip]
+        fan = _FanOut(self, Op.WRITE, callback)
+        if not targets:  # skip is the one replica: nothing to write, strays still go
             self.hub.schedule(callback, Status.OK, b"")
-            return
-        self._write(st, rank, holders, name, body, _FanOut(self, Op.WRITE, callback))
+        self._write(st, rank, targets, others, name, body, fan)
 
     def _write(
-        self, st: TierStructure, rank: tuple, holders: list, name: bytes, body: bytes, fan: _FanOut
+        self,
+        st: TierStructure,
+        rank: tuple,
+        targets: list,
+        others: list,
+        name: bytes,
+        body: bytes,
+        fan: _FanOut,
     ) -> None:
-        """A WRITE to the replica set among `holders`; strays elsewhere are removed (none goes
-        stale); a node standing in for a home that is down is marked as holding strays."""
-        replica_set = self._first_live(st, rank)
-        targets = [i for i in holders if i in replica_set]
+        """A WRITE to `targets` (of the replica set) and a REMOVE to the stray holders `others`,
+        so that none goes stale; a target standing in for a home that is down is marked."""
         fan.left = len(targets)
-        if not targets:  # only strays to remove (a copy to the one node that holds it)
-            self.hub.schedule(fan.callback, Status.OK, b"")
-        for i in holders:
-            if i not in targets:
-                self.members_[i].submit(Op.REMOVE, st.parts[i].ds, encode_name(name), ignore_reply)
+        for i in others:
+            self.members_[i].submit(Op.REMOVE, st.parts[i].ds, encode_name(name), ignore_reply)
         home = rank[: self.replicas]
         for i in targets:
             if i not in home:
                 self.strays[i] = True  # a stand-in: it holds a copy its home does not
             self.node_writes[i] += 1
             self.members_[i].submit(Op.WRITE, st.parts[i].ds, body, _Counted(self, i, fan))
-
-    def _first_live(self, st: TierStructure, rank: tuple) -> list:
-        """The replica set: the first R live nodes of `rank`."""
-        out = []
-        for i in rank:
-            if self._live(i, st):
-                out.append(i)
-                if len(out) == self.replicas:
-                    break
-        return out
 
     def submit(self, op: int, ds: int, body: bytes, callback: Callback) -> None:
         """submit() with the object's name read from the body (submit_named spares that).

@@ -215,7 +215,7 @@ class Rereplicator:
         for entry in entries:
             name = bytes(entry[0])
             rank = tier.ranking(st.ds, name)
-            now = [i for i in rank if tier._live(i, st)][:r]
+            now = tier._holders(st, rank)[0]
             if n in now:
                 # nodes that hold it surely (replicas since the last settled point):
                 # the first of them is the one source, and a copy is due only if
