@@ -37,6 +37,7 @@ cdef class Connection:
     cdef public Py_ssize_t read_limit
     cdef public list _out
     cdef public DerefScope _scope
+    cdef object _on_far
 
     cpdef _serve(self, bint in_hub, object first=*)
     cpdef _finish(self, list out, DerefScope scope)

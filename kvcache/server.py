@@ -108,6 +108,7 @@ class Connection:
         self.read_limit = READ_AHEAD + listener.item_size_max
         self._out: list = []  # the hub's batch of replies, reused
         self._scope = DerefScope()  # the hub's scope, reused
+        self._on_far = self._far_landed  # bound once: every far get passes it
 
     def eof_received(self) -> bool | None:
         """The client closed its side: close ours (asyncio.Protocol's default)."""
@@ -219,7 +220,7 @@ class Connection:
                 try:
                     if handler is None:  # a get from the hub: resident, else far by callback
                         if not dispatcher._get_resident(ev, out):
-                            if dispatcher.start_far_get(ev, self._far_landed):
+                            if dispatcher.start_far_get(ev, self._on_far):
                                 self._went_far(out, scope)
                                 return
                             dispatcher.get(ev, scope, out)  # nothing far: never parks
@@ -230,7 +231,7 @@ class Connection:
                         raise
                     self._finish(out, scope)
                     self.owned = True
-                    if cmd in _FAR_GETS and dispatcher.start_far_get(ev, self._far_landed):
+                    if cmd in _FAR_GETS and dispatcher.start_far_get(ev, self._on_far):
                         self._went_far(out, scope)
                         return
                     self.listener.takeovers += 1
@@ -345,7 +346,7 @@ class Connection:
                 data = b"".join(out)
             self.listener.bytes_written += len(data)
             self._write(data)
-        del out[:]
+        out.clear()  # compiled: list.clear called in C, no slice object
         if scope._pins:
             scope.release()
 

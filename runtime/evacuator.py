@@ -30,7 +30,6 @@ it alone. Owners are data structures implementing EvacHandler.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import cython
@@ -58,6 +57,9 @@ from runtime.structures import Remoteable
 if cython.compiled:
     from cython.cimports.cpython import array
     from cython.cimports.libc.string import memcpy
+    from cython.cimports.runtime.farclient import _monotonic  # a C call: the slices' clock
+else:
+    from runtime.farclient import _monotonic
 
 if TYPE_CHECKING:
     from runtime.manager import Manager
@@ -305,7 +307,7 @@ class Evacuator:
         far_up: cython.bint = far is not None and far.available
         pending: list = []  # (owner, owner id, slot, marked word, op, ds, far name)
         bodies: list = []
-        t0: cython.double = time.perf_counter()
+        t0: cython.double = _monotonic()
         start: cython.double = t0
         now: cython.double
         aborted: cython.bint = False
@@ -328,11 +330,11 @@ class Evacuator:
             hdr = off + ((size + 7) & ~7)
             n += 1
             if n & 31 == 0:
-                now = time.perf_counter()
+                now = _monotonic()
                 if now - t0 > self.slice_seconds:
                     self.busy_seconds += now - start
                     _hub.yield_now()
-                    t0 = start = time.perf_counter()
+                    t0 = start = _monotonic()
                     if seg.pins:
                         aborted = True
                         break
@@ -368,7 +370,7 @@ class Evacuator:
             if not self._survive(seg, off, size, slot, owner_id, owner, w, 0):
                 aborted = True  # no room to keep it: leave the rest in place
                 break
-        self.busy_seconds += time.perf_counter() - start
+        self.busy_seconds += _monotonic() - start
         failures: cython.Py_ssize_t = self.write_failures
         if pending:
             self._write_back(pending, bodies)  # parks: mutators free objects meanwhile

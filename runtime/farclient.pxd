@@ -25,6 +25,8 @@ cdef class FarClient:
     cdef public Py_ssize_t _next_id
     cdef public list _wbuf
     cdef public bint _flush_pending
+    cdef object _call_soon
+    cdef object _flush_cb
     cdef public bint closed
     cdef public bint closing
     cdef public double _backoff

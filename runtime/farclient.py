@@ -192,6 +192,8 @@ class FarClient:
         self._next_id = 1
         self._wbuf: list[bytes] = []
         self._flush_pending = False
+        self._call_soon = self.hub.loop.call_soon  # bound once: _send schedules a flush per turn
+        self._flush_cb = self._flush
         self.closed = False  # close() was called: no more connecting
         self.closing = False  # the owner is shutting down: losing the node is not news
         self._backoff = 0.05
@@ -365,7 +367,7 @@ class FarClient:
         self._wbuf.append(encode_frame(rid, op, ds, body))
         if not self._flush_pending:
             self._flush_pending = True
-            self.hub.loop.call_soon(self._flush)
+            self._call_soon(self._flush_cb)
 
     def call(self, op: int, ds: int, body: bytes) -> tuple[int, bytes]:
         """Send a request and park until its reply: (status, body). May park.

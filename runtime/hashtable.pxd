@@ -9,6 +9,7 @@ from runtime.structures cimport Remoteable
 
 
 cpdef unsigned long long tag_of(long long h)
+cdef _Fetch _new_fetch(RemHashTable table, object key)
 
 cdef extern from "Python.h":
     Py_hash_t _Py_HashBytes(const void* src, Py_ssize_t n)
@@ -45,6 +46,7 @@ cdef class RemHashTable(Remoteable):
     cpdef _fetched(self, object key, _Fetch fetch, object status, object body)
     cpdef bint fetch_many(self, list keys, object on_done, object arg=*) except -1
     cpdef admit_landed(self, dict fetched)
+    cdef bint _admit_landed_one(self, object key, object found, unsigned int now) except -1
     cdef long long _hash_slot(self, Py_ssize_t slot) except? -1
     cpdef Py_ssize_t _new_slot(self) except -1
     cpdef void _free_slot(self, Py_ssize_t slot)

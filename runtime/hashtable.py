@@ -220,6 +220,17 @@ class _Fetch(FarReply):
         self.table._fetched(self.key, self, status, body)
 
 
+def _new_fetch(table: RemHashTable, key: Key) -> _Fetch:
+    """_Fetch(table, key); compiled, made by tp_new with no __init__ call (its other
+    fields start as __init__ sets them: None and False)."""
+    if cython.compiled:
+        fetch: _Fetch = _Fetch.__new__(_Fetch)
+        fetch.table = table
+        fetch.key = key
+        return fetch
+    return _Fetch(table, key)
+
+
 class _Landing:
     """What waits on a _Fetch: `landed(key, result, error)` (a C call when compiled)."""
 
@@ -732,19 +743,20 @@ class RemHashTable(Remoteable):
         on_done never runs before fetch_many returns (reads that fail at once
         are reported from the hub's next turn).
         """
-        far: FarClient = self.manager.far
+        manager = self.manager
+        far: FarClient = manager.far
         if far is None or not far.available:
             raise FarUnavailable("far node unavailable")
         st = self.far_ds
-        if st is None or not st.ds:
+        ds = 0 if st is None else st.ds
+        if not ds:
             return False
-        ds = st.ds
         fetches = self._fetches
-        counters = self.manager.counters
+        counters = manager.counters
         fetch: _Fetch
         if len(keys) == 1 and keys[0] not in fetches:  # one new read: it is its own batch
             key = keys[0]
-            fetch = fetches[key] = _Fetch(self, key)
+            fetch = fetches[key] = _new_fetch(self, key)
             fetch.on_done = on_done
             fetch.arg = arg
             fetch.sending = True
@@ -757,7 +769,7 @@ class RemHashTable(Remoteable):
         for key in unique:
             fetch = fetches.get(key)
             if fetch is None:
-                fetch = fetches[key] = _Fetch(self, key)
+                fetch = fetches[key] = _new_fetch(self, key)
                 fetch.join(batch)
                 counters["far_reads"] += 1
                 far.submit_named(_OP_READ, ds, key, encode_name(key), fetch)
@@ -773,21 +785,30 @@ class RemHashTable(Remoteable):
         left is a miss, an expired or non-temporal item, or one there was no
         room for, for landed_many to serve.
         """
-        nt = self.nt_threshold
         now: cython.uint = self._now()
+        if len(fetched) == 1:  # a one-key get: no list of the keys
+            key, found = fetched.popitem()
+            if not self._admit_landed_one(key, found, now):
+                fetched[key] = found
+            return
         for key in list(fetched):
-            found = fetched[key]
-            if found is None:
-                continue
-            if self._find(key, hash(key)) >= 0:  # admitted meanwhile by another request
+            if self._admit_landed_one(key, fetched[key], now):
                 del fetched[key]
-                continue
-            flags, exptime, cas, value = found
-            if (exptime != 0 and exptime <= now) or (nt is not None and len(value) >= nt):
-                continue
-            if self._store(key, value, flags, exptime, cas, _FAR, False, True) >= 0:
-                self.stats["far_hits"] += 1
-                del fetched[key]
+
+    def _admit_landed_one(self, key: Key, found: object, now: cython.uint) -> cython.bint:
+        """admit_landed's step: True if `key` is resident now (admitted, or meanwhile)."""
+        if found is None:
+            return False
+        if self._find(key, hash(key)) >= 0:  # admitted meanwhile by another request
+            return True
+        flags, exptime, cas, value = found
+        nt = self.nt_threshold
+        if (exptime != 0 and exptime <= now) or (nt is not None and len(value) >= nt):
+            return False
+        if self._store(key, value, flags, exptime, cas, _FAR, False, True) >= 0:
+            self.stats["far_hits"] += 1
+            return True
+        return False
 
     def landed_many(self, scope: DerefScope, keys: list[Key], fetched: dict) -> list[Item | None]:
         """Items for `keys` once their far reads landed in `fetched`; never parks, never goes far.
@@ -933,7 +954,7 @@ class RemHashTable(Remoteable):
         nkey: cython.Py_ssize_t = len(key)
         if nkey > KEY_MAX:
             raise ValueError(f"key of {nkey} bytes is over {KEY_MAX}")
-        h = hash(key)
+        h: cython.longlong = hash(key)
         old: cython.Py_ssize_t = self._find(key, h)
         slot: cython.Py_ssize_t = old if old >= 0 else self._new_slot()
         nvalue: cython.Py_ssize_t = len(value)
@@ -961,13 +982,13 @@ class RemHashTable(Remoteable):
         if old >= 0:
             w = self._w(old)
             if reuse:
-                if w & FAR:
+                if w & _FAR:
                     self.resident_far -= 1
-                if w & PRESENT:
+                if w & _PRESENT:
                     heap.free(segment_of(w), offset_of(w))
             else:
                 self._remove_local(old)
-            if forget_far and w & FAR:
+            if forget_far and w & _FAR:
                 self._forget_far(key)
             elif self._fetches:
                 self._stale_fetch(key)
@@ -990,8 +1011,8 @@ class RemHashTable(Remoteable):
             kend = off + _HDR + nkey
             buf[off + _HDR : kend] = key
             buf[kend : kend + nvalue] = value
-        self._set_w(slot, local_word(seg.id, off, wflags | tag_of(h) << TAG_SHIFT, 1))
-        if wflags & FAR:
+        self._set_w(slot, local_word(seg.id, off, wflags | tag_of(h) << _TAG_SHIFT, 1))
+        if wflags & _FAR:
             self.resident_far += 1
         if not reuse:
             self.index.add(h, slot)  # after the word: the index reads keys from items

@@ -123,6 +123,7 @@ SCAN_HEAD = struct.Struct("<QI")  # SCAN's reply: next_cursor (0 = complete), co
 _ENTRY = struct.Struct("<IIQI")  # a scan entry after its name: flags, exptime, cas, vlen
 SCAN_ENTRY_SIZE = 2 + _ENTRY.size  # 22: a scan entry's bytes beyond its name and value
 ITEM = struct.Struct("<IIQ")  # flags, exptime (unix s, 0 = never), cas; then the value
+_ITEM_SIZE = cython.declare(cython.Py_ssize_t, ITEM.size)  # a C constant when compiled
 INDEX = struct.Struct("<Q")  # a box's object id or an array's element index
 _H = struct.Struct("<H")  # name and opname lengths, HELLO's version
 _I = struct.Struct("<I")  # CONSTRUCT's reply: the new ds id
@@ -208,7 +209,7 @@ def encode_item(value: bytes, flags: int = 0, exptime: int = 0, cas: int = 0) ->
 
 def decode_item(body: bytes) -> tuple[int, int, int, bytes]:
     """(flags, exptime, cas, value) of a READ reply body."""
-    if len(body) < ITEM.size:
+    if len(body) < _ITEM_SIZE:
         raise FrameError(f"item body of {len(body)} bytes is shorter than its header")
     if cython.compiled and type(body) is bytes:
         return _item(body)
