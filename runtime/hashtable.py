@@ -788,8 +788,12 @@ class RemHashTable(Remoteable):
         now: cython.uint = self._now()
         if len(fetched) == 1:  # a one-key get: no list of the keys
             key, found = fetched.popitem()
-            if not self._admit_landed_one(key, found, now):
-                fetched[key] = found
+            admitted: cython.bint = False
+            try:
+                admitted = self._admit_landed_one(key, found, now)
+            finally:
+                if not admitted:  # left for landed_many (also if the admission raised)
+                    fetched[key] = found
             return
         for key in list(fetched):
             if self._admit_landed_one(key, fetched[key], now):
