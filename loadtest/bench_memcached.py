@@ -396,11 +396,6 @@ def _cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far."""
-    return sum(_cpu_split(pid))
-
-
 def _settle(
     port: int,
     n_keys: int,

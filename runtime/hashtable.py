@@ -101,7 +101,7 @@ from runtime.pointer import (
     segment_of,
 )
 from runtime.slotindex import Key, SlotIndex, home_of
-from runtime.structures import Remoteable
+from runtime.structures import Countdown, Remoteable
 
 if cython.compiled:
     from cython.cimports.cpython.bytearray import PyByteArray_AS_STRING, PyByteArray_Resize
@@ -277,26 +277,17 @@ class _Prefetched(_Landing):
         self.table._prefetched(key, result, exc)
 
 
-class _Recopy(_Landing):
+class _Recopy(_Landing, Countdown):
     """The far reads of one rereplicate(): each landed item is written to its replicas."""
 
     def __init__(self, table: RemHashTable, left: int, done: Callable, skip: int) -> None:
+        Countdown.__init__(self, left, done)  # done({key: seen to}) once all are
         self.table = table
         self.skip = skip  # the node the copies are not written to (it holds them)
-        self.left = left  # keys not seen to yet
-        self.done = done  # done({key: seen to}) once all are
-        self.results: dict = {}
 
     def landed(self, key: Any, result: Any, exc: Any) -> None:
         """A read landed (hub): write what it brought to the key's replica set."""
         self.table._recopy(self, key, result, exc)
-
-    def one(self, key: Any, ok: bool) -> None:
-        """`key` seen to (ok) or not."""
-        self.results[key] = ok
-        self.left -= 1
-        if self.left == 0:
-            self.done(self.results)
 
 
 class _Index(SlotIndex):
@@ -882,7 +873,7 @@ class RemHashTable(Remoteable):
         for key in keys:
             if key in fetches or self.resident(key) or key not in self.filter:
                 continue
-            fetch = fetches[key] = _Fetch(self, key)
+            fetch = fetches[key] = _new_fetch(self, key)
             fetch.join(_Prefetched(self))
             started += 1
             far.submit_named(Op.READ, st.ds, key, encode_name(key), fetch)
@@ -1344,7 +1335,7 @@ class RemHashTable(Remoteable):
             if fetch is not None:
                 fetch.join(recopy)
                 continue
-            fetch = self._fetches[key] = _Fetch(self, key)
+            fetch = self._fetches[key] = _new_fetch(self, key)
             fetch.join(recopy)
             self.manager.counters["far_reads"] += 1
             far.submit_named(_OP_READ, st.ds, key, encode_name(key), fetch)

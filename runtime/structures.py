@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from runtime.manager import Manager
     from runtime.scope import DerefScope
 
-__all__ = ["RemArray", "RemBox", "Remoteable"]
+__all__ = ["Countdown", "RemArray", "RemBox", "Remoteable"]
 
 _HOT_MASK = HOT_MAX << HOT_SHIFT
 _HOT_SET = HOT_DEREF << HOT_SHIFT  # hotness a deref sets (stored only if cooler)
@@ -126,6 +126,22 @@ class _BatchSlot:
         b.left -= 1
         if b.left == 0:
             b.waiter.switch(None)  # before get() (a synchronous failure) it is just kept
+
+
+class Countdown:
+    """A re-replication's tally: done({name: seen to}) once `left` names are (one())."""
+
+    def __init__(self, left: int, done: Any) -> None:
+        self.left = left  # names not seen to yet
+        self.done = done
+        self.results: dict = {}
+
+    def one(self, name: Any, ok: bool) -> None:
+        """`name` seen to (ok) or not (a read or write got no answer)."""
+        self.results[name] = ok
+        self.left -= 1
+        if self.left == 0:
+            self.done(self.results)
 
 
 class Remoteable:
@@ -359,15 +375,7 @@ class Remoteable:
         """
         far = self.manager.far
         st = self.far_ds
-        results: dict = {}
-        left = [len(names)]
-
-        def one(name: bytes, ok: bool) -> None:
-            results[name] = ok
-            left[0] -= 1
-            if left[0] == 0:
-                done(results)
-
+        one = Countdown(len(names), done).one
         for name in names:
             slot = int.from_bytes(name, "little") if len(name) == 8 else -1
             if not 0 <= slot < len(self.words):
