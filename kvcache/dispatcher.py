@@ -62,7 +62,7 @@ from protocol.memcache import (
 from protocol.memcache.numbers import strtoull64
 from protocol.memcache.requests import Get, Store
 from runtime.errors import FarMemoryError, WouldPark
-from runtime.hashtable import FETCHED, STALE, TOKEN_SENT, Item, RemHashTable
+from runtime.hashtable import FETCHED, STALE, TOKEN_SENT, WARM_KEYS, Item, RemHashTable
 from runtime.scope import DerefScope
 
 if cython.compiled:
@@ -85,6 +85,7 @@ MONTH = 60 * 60 * 24 * 30  # exptimes above this are absolute unix times
 _U64 = 1 << 64
 _EXPIRED = 1  # an absolute exptime long past
 _SYSTEM_CLOCK = cython.declare(object, time.time)  # a C global: `is` with no lookup
+_WARM_KEYS = cython.declare(cython.Py_ssize_t, WARM_KEYS)
 # A state bit of our own in the item's state byte: ms stored the item under a
 # base64 (b) key, so mg k and me return it base64 (memcached 1.6.18's
 # ITEM_KEY_BINARY; its mg N / ma N vivify items without it).
@@ -382,6 +383,8 @@ class Dispatcher:
             room: cython.Py_ssize_t = n * (HEADER_ROOM + 128) + 5
             reply = PyByteArray_FromStringAndSize(cython.NULL, room)
             for i in range(n):
+                if i % _WARM_KEYS == 0:  # the next keys' probes, their cache misses overlapped
+                    table.warm_keys(keys, i, i + _WARM_KEYS)
                 key = keys[i]
                 slot = table.find_live(key, now)
                 if slot < 0:

@@ -14,6 +14,9 @@ cdef _Fetch _new_fetch(RemHashTable table, object key)
 cdef extern from "Python.h":
     Py_hash_t _Py_HashBytes(const void* src, Py_ssize_t n)
 
+cdef extern from *:
+    void __builtin_prefetch(const void* addr)
+
 
 cdef class Item:
     cdef public object key
@@ -53,6 +56,7 @@ cdef class RemHashTable(Remoteable):
     cpdef void _drop_slot(self, Py_ssize_t slot)
     cpdef Py_ssize_t _find(self, object key, long long h) except -2
     cpdef Py_ssize_t find_live(self, object key, unsigned int now) except -2
+    cpdef warm_keys(self, list keys, Py_ssize_t start, Py_ssize_t stop)
     cpdef list values_of(self, list keys, unsigned int now)
     cpdef unsigned int flags_of(self, Py_ssize_t slot)
     cpdef unsigned long long cas_of(self, Py_ssize_t slot)

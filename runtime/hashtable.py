@@ -113,7 +113,7 @@ if TYPE_CHECKING:
     from runtime.manager import Manager
     from runtime.scope import DerefScope
 
-__all__ = ["FETCHED", "ITEM_HEADER", "STALE", "TOKEN_SENT", "Item", "RemHashTable"]
+__all__ = ["FETCHED", "ITEM_HEADER", "STALE", "TOKEN_SENT", "WARM_KEYS", "Item", "RemHashTable"]
 
 ITEM_HEADER = struct.Struct("<IIQIBB")  # flags, exptime, cas, atime, key length, state
 _HDR = cython.declare(cython.Py_ssize_t, 22)  # ITEM_HEADER.size
@@ -147,6 +147,8 @@ _OFF_MASK = cython.declare(cython.ulonglong, OFF_MASK)
 _TAG_SHIFT = cython.declare(cython.int, TAG_SHIFT)
 _FETCHED = cython.declare(cython.uchar, 1)  # FETCHED
 _U64 = (1 << 64) - 1
+WARM_KEYS = 16  # keys per warm_keys pass (the size of its C arrays): misses in flight
+_WARM = cython.declare(cython.Py_ssize_t, WARM_KEYS)
 _SYSTEM_CLOCK = cython.declare(object, time.time)  # a C global: `is` with no lookup
 
 
@@ -608,6 +610,58 @@ class RemHashTable(Remoteable):
             )
         return out
 
+    def warm_keys(self, keys: list, start: cython.Py_ssize_t, stop: cython.Py_ssize_t) -> None:
+        """Prefetch the cache lines that probing keys[start:stop] will read; no effect on state.
+
+        A probe of a large index is three dependent cache misses (the entry,
+        the slot's word, the item), and a multi-key lookup did them one key
+        after another: at 2^20 items the 32 lookups of a web-frontend request
+        stalled ~9 us on them. Three passes over the keys issue each level's
+        loads for all of them before the next level needs any, so the misses
+        overlap (group prefetching). Only the home entry is warmed; a longer
+        probe run reads on from it. Pure Python: nothing to do.
+        """
+        if cython.compiled:
+            index: SlotIndex = self.index
+            mask: cython.Py_ssize_t = index.mask
+            entries = cython.cast(cython.p_uint, index.entries.data.as_uints)
+            words = self.words.data.as_ulonglongs
+            nslots: cython.Py_ssize_t = len(self.words)
+            table: list = self.heap.table
+            homes = cython.declare(cython.Py_ssize_t[16])
+            tags = cython.declare(cython.ulonglong[16])
+            e: cython.uint
+            w: cython.ulonglong
+            h: cython.longlong
+            k: cython.Py_ssize_t
+            seg: Segment
+            stop = min(stop, len(keys))
+            n: cython.Py_ssize_t = min(stop - start, _WARM)
+            if n <= 0:
+                return
+            for k in range(n):
+                key = keys[start + k]
+                if type(key) is not bytes:  # noqa: E721 (exact bytes: a hash read without a call)
+                    homes[k] = -1
+                    continue
+                h = hash(key)
+                homes[k] = home_of(h, mask)
+                tags[k] = tag_of(h)
+                __builtin_prefetch(entries + homes[k])  # noqa: F821 (hashtable.pxd)
+            for k in range(n):
+                if homes[k] >= 0:
+                    e = entries[homes[k]]
+                    homes[k] = e - 1 if e and e <= nslots else -1
+                    if homes[k] >= 0:
+                        __builtin_prefetch(words + homes[k])  # noqa: F821
+            for k in range(n):
+                if homes[k] >= 0:
+                    w = words[homes[k]]
+                    if (w >> _TAG_SHIFT) & 0xFF == tags[k] and w & _PRESENT:
+                        seg = table[(w >> _SEG_SHIFT) & _SEG_MAX]
+                        __builtin_prefetch(seg.data + (w & _OFF_MASK))  # noqa: F821
+                        __builtin_prefetch(seg.data + (w & _OFF_MASK) + _HDR + 16)  # noqa: F821
+
     def values_of(self, keys: list, now: cython.uint) -> list:
         """Per key, a copy (bytes) of a live resident item's value, marked fetched; else None.
 
@@ -620,6 +674,8 @@ class RemHashTable(Remoteable):
         n: cython.Py_ssize_t = len(keys)
         i: cython.Py_ssize_t
         for i in range(n):
+            if cython.compiled and i % _WARM == 0 and n > 1:
+                self.warm_keys(keys, i, i + _WARM)
             slot = self.find_live(keys[i], now)
             if slot < 0:
                 out.append(None)

@@ -26,9 +26,10 @@ Local memory (the x-axis) is measured, never assumed, once the window ends:
             per-frame arrays (page, reference bit, dirty bit)
     local   sys.getsizeof of the dict, every key and value int, the element
             bytearray
-The far heap is sized from the target by a per-resident-item estimate of the
-index cost (`INDEX_BYTES_PER_ITEM`, measured), so points land near the
-nominal percentage; the CSV and the plot use the measured value.
+The far heap is the largest whose resident items' index still fits the target
+beside it (`heap_bytes_for`: the index's real arrays, `index_bytes_for`), so
+points land near the nominal percentage; the CSV and the plot use the
+measured value.
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ from collections.abc import Callable
 from struct import Struct
 from typing import Any
 
-from loadtest.webfrontend.data import ELEM_SIZE, KEY_SIZE, VALUE_SIZE, Dataset, Responder
+from loadtest.webfrontend.data import (
+    ELEM_SIZE,
+    KEY_SIZE,
+    KEYS_PER_REQUEST,
+    VALUE_SIZE,
+    Dataset,
+    Responder,
+)
 from loadtest.webfrontend.paging import (
     PAGE,
     BlockingFar,
@@ -77,13 +85,35 @@ __all__ = [
 MiB = 1 << 20
 # A resident item in the heap: the object header, the item header, key and value, 8-aligned.
 HEAP_ITEM_BYTES = align(OBJECT_HEADER_SIZE + ITEM_HEADER.size + KEY_SIZE + VALUE_SIZE)
-# Local index bytes per resident item (measured): runtime.slotindex's arrays cost 24 B at
-# 25% (entries at 1/3-2/3 load, a 4-byte hash and an 8-byte word per slot): 28 with slack.
-# (A hasattr(hashtable, "SlotIndex") test once chose 150 B here, a dict index's cost: the
-# compiled module cimports SlotIndex, so the test failed and every far point landed at
-# about a third of its nominal local memory.)
-INDEX_BYTES_PER_ITEM = 28
 MIN_HEAP = 256 * 1024
+
+
+def index_bytes_for(n: int) -> int:
+    """Local bytes of a RemHashTable index over n resident items, as index_bytes measures it.
+
+    One 8-byte word per slot (an array('Q') grown by appends, which
+    over-allocates ~1/16) and runtime.slotindex's entries: 4 bytes each, a
+    power of two from 1024, doubled past a load of 3/4. A flat per-item
+    estimate (28 B) left every far point 15-20% under its nominal local
+    memory, the 25% point at 20%, and that budget went unused: the steps of
+    the entries array are what decide whether the table fits.
+    """
+    entries = 1024
+    while n * 4 > entries * 3:
+        entries *= 2
+    return 8 * n * 17 // 16 + 4 * entries
+
+
+def heap_bytes_for(budget: int, n_keys: int) -> int:
+    """The largest heap that fits `budget` with the index of the items it can hold."""
+    lo, hi = 0, max(0, budget)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if mid + index_bytes_for(min(n_keys, mid // HEAP_ITEM_BYTES)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def segment_size_for(heap: int, threads: int = 64) -> int:
@@ -100,6 +130,7 @@ def segment_size_for(heap: int, threads: int = 64) -> int:
 
 
 _U32 = Struct("<I")
+_U32_REQUEST = Struct(f"<{KEYS_PER_REQUEST}I")  # a request's values, when all are resident
 
 Progress = Callable[[str], None]
 
@@ -127,19 +158,19 @@ class WebTable(RemHashTable):
         holding pins could otherwise pin a small heap whole and starve the
         allocations their own fetches need.
         """
+        values = self.values_of(keys, int(self.clock()))
+        self.lookups += len(keys)
+        if None not in values and len(values) == KEYS_PER_REQUEST:
+            return sum(_U32_REQUEST.unpack(b"".join(values)))  # all resident: summed in C
         total = 0
-        missing = None
+        missing = []
         from_bytes = int.from_bytes
-        for key, value in zip(keys, self.values_of(keys, int(self.clock())), strict=True):
+        for key, value in zip(keys, values, strict=True):
             if value is None:
-                if missing is None:
-                    missing = [key]
-                else:
-                    missing.append(key)
+                missing.append(key)
             else:
                 total += from_bytes(value, "little")
-        self.lookups += len(keys)
-        if missing is not None:
+        if missing:
             self.far_lookups += len(missing)
             for key, item in zip(missing, self.get_many(scope, missing), strict=True):
                 if item is None:
@@ -210,8 +241,7 @@ class FarBackend:
         self.ds = ds
         self.responder = Responder()
         fixed = CuckooFilter(ds.n_keys).nbytes + 8 * ds.n_elems + 64 * 1024
-        per_item = HEAP_ITEM_BYTES + INDEX_BYTES_PER_ITEM
-        heap = max(MIN_HEAP, (target_bytes - fixed) * HEAP_ITEM_BYTES // per_item)
+        heap = max(MIN_HEAP, heap_bytes_for(target_bytes - fixed, ds.n_keys))
         seg = segment_size_for(heap, threads)
         heap = heap // seg * seg
         self.far = FarClient("127.0.0.1", port, timeout=10)

@@ -221,6 +221,38 @@ def test_values_of_copies_live_resident_values_and_pins_nothing():
     assert pinned == 0
 
 
+def test_values_of_across_warm_passes_and_warm_keys_changes_nothing():
+    """values_of warms 16 keys at a time: a long list with gaps, odd keys and a
+    key whose hash shares a home reads the same as one probe per key, and
+    warm_keys on its own (any bounds, any key types) leaves no trace."""
+
+    class Key(bytes):  # a bytes subclass: its hash is not read in C
+        pass
+
+    def main():
+        table = RemHashTable(Manager(16 * MiB))
+        now = int(time.time())
+        for i in range(3000):
+            if i % 7:
+                table.set(b"k%d" % i, b"v%d" % i)
+        keys = [b"k%d" % i for i in range(0, 3000, 3)] + [Key(b"k1"), Key(b"k2"), b"k0"]
+        before = [table.index.entries.tobytes(), table.words.tobytes(), len(table)]
+        table.warm_keys(keys, 0, len(keys) + 50)
+        table.warm_keys(keys, len(keys) - 3, 10**9)
+        table.warm_keys(keys, 5, 2)
+        table.warm_keys([], 0, 16)
+        after = [table.index.entries.tobytes(), table.words.tobytes(), len(table)]
+        got = table.values_of(keys, now)
+        one_by_one = [table.values_of([k], now)[0] for k in keys]
+        return before == after, got, one_by_one, keys
+
+    unchanged, got, one_by_one, keys = H.run(main)
+    assert unchanged
+    assert got == one_by_one
+    want = [None if int(k[1:]) % 7 == 0 else b"v" + bytes(k[1:]) for k in keys]
+    assert got == want
+
+
 def test_overwriting_a_resident_item_with_a_far_copy_removes_that_copy(far_node):
     def main(mgr):
         table = RemHashTable(mgr)
