@@ -91,9 +91,9 @@ MIN_HEAP = 256 * 1024
 def index_bytes_for(n: int) -> int:
     """Local bytes of a RemHashTable index over n resident items, as index_bytes measures it.
 
-    One 8-byte word per slot (an array('Q') grown by appends, which
-    over-allocates ~1/16) and runtime.slotindex's entries: 4 bytes each, a
-    power of two from 1024, doubled past a load of 3/4. A flat per-item
+    One 8-byte word per slot and runtime.slotindex's entries: 4 bytes each,
+    a power of two from 1024, doubled past a load of 3/4. Both are arrays,
+    which CPython over-allocates by up to ~1/16. A flat per-item
     estimate (28 B) left every far point 15-20% under its nominal local
     memory, the 25% point at 20%, and that budget went unused: the steps of
     the entries array are what decide whether the table fits.
@@ -101,7 +101,7 @@ def index_bytes_for(n: int) -> int:
     entries = 1024
     while n * 4 > entries * 3:
         entries *= 2
-    return 8 * n * 17 // 16 + 4 * entries
+    return (8 * n + 4 * entries) * 17 // 16 + 256  # + the two arrays' headers
 
 
 def heap_bytes_for(budget: int, n_keys: int) -> int:

@@ -14,11 +14,19 @@ from __future__ import annotations
 import pytest
 
 from loadtest.webfrontend.__main__ import QUICK, main
-from loadtest.webfrontend.app import run_point
+from loadtest.webfrontend.app import (
+    HEAP_ITEM_BYTES,
+    WebTable,
+    heap_bytes_for,
+    index_bytes_for,
+    run_point,
+)
 from loadtest.webfrontend.data import Dataset, Responder, zipf_stream
 from loadtest.webfrontend.paging import PAGE, BlockingFar, PagedMemory
 from loadtest.webfrontend.plot import COLUMNS, markdown_table, rows_of
+from runtime import hub as H
 from runtime.farprocess import FarProcess
+from runtime.manager import Manager
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +129,26 @@ def test_cli_sweep_writes_csv_png_and_table(tmp_path, capsys):
     assert (out / "webfrontend.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| far | 25 /" in (out / "webfrontend.md").read_text()
     assert "[3/3] paging at 25%" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", [100, 768, 769, 3000, 24_577])
+def test_the_far_heap_is_sized_by_the_index_it_will_really_have(n):
+    """index_bytes_for predicts what index_bytes measures of a table holding n
+    items (within the words array's growth slack), and heap_bytes_for gives
+    the largest heap whose index still fits the budget beside it."""
+
+    def main():
+        table = WebTable(Manager(64 << 20))
+        for i in range(n):
+            table.set(b"%012d" % i, b"\0\0\0\0")
+        return table.index_bytes()
+
+    measured = H.run(main)
+    predicted = index_bytes_for(n)
+    assert 0.9 * predicted <= measured <= predicted
+    n_keys = 5000
+    for budget in (200_000, 1 << 20, 4 << 20):
+        heap = heap_bytes_for(budget, n_keys)
+        assert heap + index_bytes_for(min(n_keys, heap // HEAP_ITEM_BYTES)) <= budget
+        bigger = heap + HEAP_ITEM_BYTES
+        assert bigger + index_bytes_for(min(n_keys, bigger // HEAP_ITEM_BYTES)) > budget
