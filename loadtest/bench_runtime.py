@@ -18,8 +18,15 @@ Workloads (a real farserver child process on 127.0.0.1, one per run):
                 docker/make-certs.sh), against the plain node in the same run:
                 reads/s and the reading process's CPU per read. Skipped
                 without openssl.
+ 6. lookups     32 random resident keys of 12 bytes (4-byte values) read by
+                RemHashTable.values_of at once (its warm pass prefetches 16
+                keys' entries, words and items before probing), vs the same
+                keys read one values_of call each (no warm pass), vs a dict
+                (sum(map(d.__getitem__))), in a 2^20-item table (cache
+                misses) and a 2^10-item one (the calls' own cost). Printed
+                first; `--only lookups` runs it alone.
 
-Run: python -m loadtest.bench_runtime [--seconds S]
+Run: python -m loadtest.bench_runtime [--seconds S] [--only lookups]
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from protocol.tls import client_context
 from runtime import hub as H
 from runtime.farclient import FarClient
 from runtime.farprocess import FarProcess
+from runtime.hashtable import RemHashTable
 from runtime.manager import Manager
 from runtime.scope import DerefScope
 from runtime.structures import RemArray
@@ -86,6 +94,41 @@ def bench_hot_deref(n: int = 200_000) -> tuple[float, float, float]:
                 lookup(i)
         t_call = time.perf_counter() - t0
         return t_deref / n * 1e9, t_ref / n * 1e9, t_call / n * 1e9
+
+    return H.run(main)
+
+
+def bench_lookups(n: int, requests: int = 20_000) -> tuple[float, float, float]:
+    """us per 32 random lookups: values_of at once, one values_of per key, a dict."""
+
+    def main():
+        table = RemHashTable(Manager(max(64 * MiB, n * 96)))
+        keys = [b"%012d" % i for i in range(n)]
+        for k in keys:
+            table.set(k, b"\1\0\0\0")
+        rng = random.Random(1)
+        # fresh bytes objects, as a request parses or builds its keys
+        reqs = [
+            [bytes(bytearray(keys[rng.randrange(n)])) for _ in range(32)] for _ in range(requests)
+        ]
+        now = int(time.time())
+        values_of = table.values_of
+        best = [float("inf")] * 3
+        ref = dict.fromkeys(keys, 1)
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for r in reqs:
+                values_of(r, now)
+            t1 = time.perf_counter()
+            for r in reqs:
+                for k in r:
+                    values_of([k], now)
+            t2 = time.perf_counter()
+            for r in reqs:
+                sum(map(ref.__getitem__, r))
+            t3 = time.perf_counter()
+            best = [min(b, t) for b, t in zip(best, (t1 - t0, t2 - t1, t3 - t2), strict=True)]
+        return tuple(1e6 * b / requests for b in best)
 
     return H.run(main)
 
@@ -200,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m loadtest.bench_runtime", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--seconds", type=float, default=2.0, help="seconds per far-read run")
+    ap.add_argument("--only", choices=["lookups"], help="run one workload")
     args = ap.parse_args(argv)
     extra = argv if argv is not None else sys.argv[1:]
     print("command:", " ".join(["python", "-m", "loadtest.bench_runtime", *extra]))
@@ -208,6 +252,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("far node: farserver child process on 127.0.0.1 (shares the 2 cores)")
     print()
+    for n in (1 << 20, 1 << 10):
+        batched, one_by_one, ref = bench_lookups(n)
+        print(
+            f"6. lookups, {n:7d} items: 32 keys by one values_of {batched:6.2f} us,"
+            f" one call per key {one_by_one:6.2f} us ({one_by_one / batched:.2f}x),"
+            f" dict reference {ref:6.2f} us"
+        )
+    if args.only == "lookups":
+        return
     deref, ref, call = bench_hot_deref()
     print(
         f"1. hot deref      {deref:7.0f} ns   dict+slice reference {ref:5.0f} ns"
