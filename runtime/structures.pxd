@@ -2,6 +2,7 @@
 
 from cpython cimport array
 
+from runtime.farclient cimport FarReply
 from runtime.heap cimport Heap, Segment
 from runtime.scope cimport DerefScope
 
@@ -21,6 +22,12 @@ cdef class Remoteable:
     cpdef evac_far(self, Py_ssize_t slot)
     cpdef evac_forget(self, Py_ssize_t slot)
     cpdef evac_reclaim(self, Py_ssize_t slot)
+    cpdef _slot_fetched(self, Py_ssize_t slot, object status, object body)
+
+
+cdef class _SlotFetch(FarReply):
+    cdef Remoteable structure
+    cdef Py_ssize_t slot
 
 
 cdef class RemArray(Remoteable):

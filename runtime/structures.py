@@ -51,6 +51,7 @@ from protocol.far import (
 )
 from runtime import hub as _hub
 from runtime.errors import FarDataLost, FarMemoryError, FarUnavailable
+from runtime.farclient import FarReply
 from runtime.heap import Segment
 from runtime.pointer import (
     DIRTY,
@@ -89,6 +90,23 @@ _C_NOT_HOT = cython.declare(cython.ulonglong, ~(HOT_MAX << HOT_SHIFT) & ((1 << 6
 _C_SEG_SHIFT = cython.declare(cython.int, SEG_SHIFT)
 _C_SEG_MAX = cython.declare(cython.ulonglong, SEG_MAX)
 _C_OFF_MASK = cython.declare(cython.ulonglong, OFF_MASK)
+
+
+class _SlotFetch(FarReply):
+    """A far read of one slot of a structure; its reply callback.
+
+    An object, not a closure per read: compiled, the far client reaches
+    `done` by a C call and `done` reaches `_slot_fetched` by another, where a
+    lambda went through Python's call protocol twice.
+    """
+
+    def __init__(self, structure: Remoteable, slot: cython.Py_ssize_t) -> None:
+        self.structure = structure
+        self.slot = slot
+
+    def done(self, status: Any, body: Any) -> None:
+        """The far node's reply (the FarClient's callback, hub)."""
+        self.structure._slot_fetched(self.slot, status, body)
 
 
 class _Batch:
@@ -244,13 +262,7 @@ class Remoteable:
             raise FarUnavailable("no far node")
         self.manager.counters["far_reads"] += 1
         name = self.far_name(slot)
-        far.submit_named(
-            Op.READ,
-            self._far_ds(),
-            name,
-            encode_name(name),
-            lambda s, b: self._fetched(slot, s, b),
-        )
+        far.submit_named(Op.READ, self._far_ds(), name, encode_name(name), _SlotFetch(self, slot))
         return w.get()
 
     def _fetch_many(self, slots: list[int]) -> dict[int, bytes]:
@@ -271,20 +283,17 @@ class Remoteable:
             self._inflight[slot] = [_BatchSlot(batch, slot)]
             self.manager.counters["far_reads"] += 1
             name = self.far_name(slot)
-            far.submit_named(
-                Op.READ,
-                ds,
-                name,
-                encode_name(name),
-                lambda s, b, slot=slot: self._fetched(slot, s, b),
-            )
+            far.submit_named(Op.READ, ds, name, encode_name(name), _SlotFetch(self, slot))
         batch.waiter.get()
         if batch.error is not None:
             raise batch.error
         return batch.results
 
-    def _fetched(self, slot: int, status: Any, body: Any) -> None:
-        waiters = self._inflight.pop(slot, [])
+    def _slot_fetched(self, slot: cython.Py_ssize_t, status: Any, body: Any) -> None:
+        """The reply to a far read of `slot`: its waiters resumed with the value or an error."""
+        waiters = self._inflight.pop(slot, None)
+        if waiters is None:
+            return
         if status is None:
             exc: BaseException = body
         elif status == Status.OK:
@@ -640,7 +649,7 @@ class RemArray(Remoteable):
             if self._install(j, value, FAR, park=False) is not None:
                 self.words[j] &= ~(0xFF << HOT_SHIFT)  # prefetched: not hot until used
         if waiters:
-            self._fetched(j, status, body)  # a reader joined: hand it the result
+            self._slot_fetched(j, status, body)  # a reader joined: hand it the result
         else:
             self._inflight.pop(j, None)
 
