@@ -89,6 +89,35 @@ class Project:
         assert done.returncode == 0, (args, done.stderr.decode(errors="replace")[-2000:])
         return done
 
+    def up(self) -> None:
+        """`up -d --no-build`; new host ports and again if Docker says one is taken.
+
+        free_port() only shows that no socket is bound now: Docker may still
+        hold the port for a container being removed (published ports need no
+        listening socket without the userland proxy), or something may take
+        it before compose binds it. Once in a full run: "Bind for
+        127.0.0.1:45997 failed: port is already allocated".
+        """
+        for attempt in range(3):
+            done = subprocess.run(
+                [*self.cmd, "up", "-d", "--no-build"],
+                capture_output=True,
+                timeout=180,
+                env=self.env,
+                cwd=ROOT,
+            )
+            err = done.stderr.decode(errors="replace")
+            if done.returncode == 0:
+                return
+            if "port is already allocated" not in err or attempt == 2:
+                raise AssertionError(("up", err[-2000:]))
+            self.run("down", "-v", "--remove-orphans")
+            self.port = free_port()
+            self.node_ports = (free_port(), free_port())
+            self.env["KVCACHE_PORT"] = str(self.port)
+            self.env["KVCACHE_NODE1_PORT"] = str(self.node_ports[0])
+            self.env["KVCACHE_NODE2_PORT"] = str(self.node_ports[1])
+
     def container(self, service: str) -> str:
         return self.run("ps", "-q", service).stdout.decode().split()[0]
 
@@ -170,7 +199,7 @@ def _client(port: int) -> Client:
 
 def test_compose_up_serves_and_down_leaves_nothing(project):
     t0 = time.monotonic()
-    project.run("up", "-d", "--no-build")
+    project.up()
     project.wait_healthy("far", "cache")
     started = time.monotonic() - t0
     c = _client(project.port)
@@ -191,7 +220,7 @@ def test_compose_up_serves_and_down_leaves_nothing(project):
 
 
 def test_far_container_killed_under_load_never_a_wrong_value(project):
-    project.run("up", "-d", "--no-build")
+    project.up()
     project.wait_healthy("far", "cache")
     c = _client(project.port)
     n = 10_000  # 100 MB of values through a 64 MiB heap: the far node holds a third or more
@@ -263,7 +292,7 @@ def test_replicated_far_tier_loses_nothing_when_a_far_node_is_killed(replicated)
     """Three far nodes, two replicas: one crashed under load, every key reads back."""
     p = replicated
     t0 = time.monotonic()
-    p.run("up", "-d", "--no-build")
+    p.up()
     p.wait_healthy("far1", "far2", "far3", "cache")
     started = time.monotonic() - t0
     c = _client(p.port)
@@ -390,7 +419,7 @@ def _exchange(port: int, request: bytes, wait: float = 1.5) -> tuple[bytes, bool
 def test_cluster_behind_twemproxy_spreads_keys_and_down_leaves_nothing(cluster):
     p = cluster
     t0 = time.monotonic()
-    p.run("up", "-d", "--no-build")
+    p.up()
     p.wait_healthy("far1", "far2", "kvcache1", "kvcache2", "twemproxy")
     started = time.monotonic() - t0
     proxy = _client(p.port)
@@ -463,7 +492,7 @@ def test_cluster_behind_twemproxy_spreads_keys_and_down_leaves_nothing(cluster):
 def test_client_tls_override_serves_tls_only(client_tls):
     p = client_tls
     t0 = time.monotonic()
-    p.run("up", "-d", "--no-build")
+    p.up()
     p.wait_healthy("far", "cache")  # the cache's healthcheck speaks TLS
     started = time.monotonic() - t0
     ctx = ssl.create_default_context(cafile=str(p.certs / "ca.crt"))
