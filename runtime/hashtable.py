@@ -659,8 +659,11 @@ class RemHashTable(Remoteable):
                     w = words[homes[k]]
                     if (w >> _TAG_SHIFT) & 0xFF == tags[k] and w & _PRESENT:
                         seg = table[(w >> _SEG_SHIFT) & _SEG_MAX]
-                        __builtin_prefetch(seg.data + (w & _OFF_MASK))  # noqa: F821
-                        __builtin_prefetch(seg.data + (w & _OFF_MASK) + _HDR + 16)  # noqa: F821
+                        p = seg.data + (w & _OFF_MASK)
+                        __builtin_prefetch(p)  # noqa: F821 (the header: length, exptime)
+                        # 16 bytes into the key: the line holding a small item's key end
+                        # and value when the item straddles two lines
+                        __builtin_prefetch(p + _HDR + 16)  # noqa: F821
 
     def values_of(self, keys: list, now: cython.uint) -> list:
         """Per key, a copy (bytes) of a live resident item's value, marked fetched; else None.

@@ -22,6 +22,7 @@ import pstats
 import sys
 import time
 
+from loadtest.bench_memcached import _callgrind
 from loadtest.webfrontend.app import BACKENDS, run_point
 from loadtest.webfrontend.data import Dataset, zipf_stream
 from loadtest.webfrontend.plot import markdown_table, plot, rows_of, write_csv
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--profile", metavar="FILE", help="cProfile the measured window into FILE")
     run.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="run under valgrind --tool=callgrind --instr-atstart=no: count the window only",
+    )
+    run.add_argument(
         "--no-reference", action="store_true", help="skip the local point (vs local: n/a)"
     )
     sweep = sub.choices["sweep"]
@@ -65,6 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--modes", default="far,paging", help="comma-separated modes")
     sweep.add_argument("--out", default="results", help="output directory")
     return ap
+
+
+class CallgrindWindow:
+    """run_point's `profile`: callgrind collects the measured window only.
+
+    For a process started under `valgrind --tool=callgrind --instr-atstart=no`
+    (collection off until the window opens; callgrind_control switches it).
+    """
+
+    def enable(self) -> None:
+        _callgrind(os.getpid(), "-i", "on")
+
+    def disable(self) -> None:
+        _callgrind(os.getpid(), "-i", "off")
 
 
 def _setup(args: argparse.Namespace) -> tuple[Dataset, list[int]]:
@@ -101,9 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             _log("local at 100% first: the reference for vs local")
             results.append(run_point(ds, "local", 100.0, stream, progress=_log, **kw))
         prof = cProfile.Profile() if args.profile else None
+        if args.callgrind:
+            prof = CallgrindWindow()
         r = run_point(ds, args.mode, args.local, stream, progress=_log, profile=prof, **kw)
         results.append(r)
-        if prof is not None:
+        if args.callgrind:
+            _log(
+                f"callgrind: {r['requests']} requests in the measured window; instructions"
+                " per request = valgrind's 'Collected' / that"
+            )
+        elif prof is not None:
             prof.dump_stats(args.profile)
             pstats.Stats(args.profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
         rows = rows_of(results)
