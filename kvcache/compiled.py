@@ -19,6 +19,7 @@ __all__ = ["MODULES", "compiled", "older_than_source", "stale", "status"]
 # Source paths, relative to the project root, of the modules Cython compiles.
 MODULES = (
     "runtime/pointer.py",
+    "runtime/hugepages.py",
     "runtime/heap.py",
     "runtime/scope.py",
     "runtime/slotindex.py",

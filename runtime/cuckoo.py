@@ -25,9 +25,10 @@ fingerprint: callers delete only keys they inserted.
 from __future__ import annotations
 
 import random
-from array import array
 
 import cython
+
+from runtime.hugepages import zeroed_array
 
 __all__ = ["CuckooFilter"]
 
@@ -73,7 +74,7 @@ class _Table:
 
     def __init__(self, buckets: int):
         self.buckets = buckets  # any count >= 1
-        self.words = array("Q", bytes(8 * buckets))  # one bucket per word, 0 = all empty
+        self.words = zeroed_array("Q", buckets)  # one bucket per word, 0 = all empty
         self.count = 0
 
     def alt(self, i: cython.longlong, fp: cython.longlong) -> cython.longlong:

@@ -85,6 +85,7 @@ from runtime.cuckoo import CuckooFilter
 from runtime.errors import FarMemoryError, FarUnavailable
 from runtime.farclient import FarClient, FarReply
 from runtime.heap import Heap, Segment
+from runtime.hugepages import advise_array
 from runtime.pointer import (
     DIRTY,
     FAR,
@@ -117,6 +118,7 @@ __all__ = ["FETCHED", "ITEM_HEADER", "STALE", "TOKEN_SENT", "WARM_KEYS", "Item",
 
 ITEM_HEADER = struct.Struct("<IIQIBB")  # flags, exptime, cas, atime, key length, state
 _HDR = cython.declare(cython.Py_ssize_t, 22)  # ITEM_HEADER.size
+_WORDS_HUGE = cython.declare(cython.Py_ssize_t, (2 << 20) // 8)  # words in 2 MiB
 # the far codes the read path compares with, as C ints (an enum member is a lookup)
 _OP_READ = cython.declare(cython.int, int(Op.READ))
 _ST_OK = cython.declare(cython.int, int(Status.OK))
@@ -392,7 +394,10 @@ class RemHashTable(Remoteable):
             self._set_w(slot, 0)
             return slot
         self.words.append(0)
-        return len(self.words) - 1
+        n: cython.Py_ssize_t = len(self.words)
+        if n & (n - 1) == 0 and n >= _WORDS_HUGE:  # from 2 MiB, at each doubling
+            advise_array(self.words)  # glibc grows it by mremap: the advice carries on
+        return n - 1
 
     def _free_slot(self, slot: cython.Py_ssize_t) -> cython.void:
         """Put a slot whose item is gone on the free chain."""

@@ -3,8 +3,8 @@
 cdef class Segment:
     cdef public object heap
     cdef public Py_ssize_t id
-    cdef public bytearray buf
-    cdef unsigned char* data  # buf's bytes; buf is never resized
+    cdef public object buf  # an arena block (memoryview) or a bytearray, never resized
+    cdef unsigned char* data  # buf's bytes
     cdef public object view
     cdef public object rview
     cdef public Py_ssize_t top
@@ -32,6 +32,7 @@ cdef class Heap:
     cdef public dict segments
     cdef public list table
     cdef public list _spare
+    cdef public object _arena
     cdef public Py_ssize_t _next_id
     cdef public list _free_ids
     cdef public object fifo

@@ -25,9 +25,15 @@
   reserve is the evacuator's, for survivors). Minimums keep tiny heaps
   working: park 1, start park+1, stop start+1.
 
+- Memory: a 1-unit segment is a block of the heap's arena
+  (runtime.hugepages.Arena: anonymous maps of 2 MiB or more, advised for
+  huge pages, so a big heap's random reads miss the TLB less); a larger one
+  is its own bytearray. A freed segment's buffer is kept for reuse (up to 64
+  segments whole, the rest as arena blocks).
+
 Compiled (kvcache/compiled.py): `Segment` and `Heap` are C classes
 (heap.pxd); a segment's bytes are reached through `seg.data`, a pointer into
-its bytearray, and `alloc_at` is the allocation fast path (a bump in the
+its buffer, and `alloc_at` is the allocation fast path (a bump in the
 owner's current segment) for compiled callers.
 """
 
@@ -39,8 +45,7 @@ from typing import Any
 
 import cython
 
-if cython.compiled:
-    from cython.cimports.cpython.bytearray import PyByteArray_AS_STRING
+from runtime.hugepages import Arena
 
 __all__ = ["HEADER", "HEADER_SIZE", "MAX_SEGMENT", "SEGMENT_SIZE", "Heap", "Segment", "align"]
 
@@ -61,12 +66,14 @@ def align(n: int) -> int:
 class Segment:
     """One region of local memory; `units` budget units (1 unless large)."""
 
-    def __init__(self, heap: Heap, seg_id: int, size: int, units: int):
+    def __init__(self, heap: Heap, seg_id: int, size: int, units: int, buf: Any = None):
         self.heap = heap  # the heap this segment belongs to
         self.id = seg_id
-        self.buf = bytearray(size)
+        # `size` writable bytes: a block of the heap's arena (a memoryview), or a bytearray
+        self.buf = bytearray(size) if buf is None else buf
         if cython.compiled:
-            self.data = cython.cast(cython.p_uchar, PyByteArray_AS_STRING(self.buf))
+            mem: cython.uchar[::1] = self.buf
+            self.data = cython.address(mem[0])
         self.view = memoryview(self.buf)  # writable view of the whole segment
         self.rview = self.view.toreadonly()  # read-only view, sliced by derefs
         self.top = 0  # bump offset: next free byte
@@ -117,6 +124,7 @@ class Heap:
         self.segments: dict[int, Segment] = {}  # id -> segment in use
         self.table: list[Segment | None] = []  # the same, by id (None: free id)
         self._spare: list[Segment] = []  # freed 1-unit segments, buffers reused
+        self._arena = Arena(segment_size)  # 1-unit segments' memory, in huge pages where it can
         self._next_id = 0
         self._free_ids: list[int] = []
         self.fifo: deque[int] = deque()  # sealed segment ids, oldest first
@@ -290,7 +298,8 @@ class Heap:
             seg_id = self._free_ids.pop() if self._free_ids else self._next_id
             if seg_id == self._next_id:
                 self._next_id += 1
-            seg = Segment(self, seg_id, units * self.segment_size, units)
+            buf = self._arena.take() if units == 1 else None
+            seg = Segment(self, seg_id, units * self.segment_size, units, buf)
         seg.owner = owner
         self.segments[seg.id] = seg
         table = self.table
@@ -356,6 +365,8 @@ class Heap:
         if seg.units == 1 and len(self._spare) < 64:
             self._spare.append(seg)
         else:
+            if seg.units == 1:
+                self._arena.give(seg.buf)
             self._free_ids.append(seg.id)
         if self.on_space is not None:
             self.on_space()

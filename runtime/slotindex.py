@@ -26,10 +26,11 @@ the array; RemHashTable probes them inline (hashtable.py `_find`).
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable, Iterator
 
 import cython
+
+from runtime.hugepages import zeroed_array
 
 __all__ = ["Key", "SlotIndex", "home_of"]
 
@@ -55,7 +56,7 @@ class SlotIndex:
     ):
         self.key_at = key_at  # slot -> the key of the item in that slot
         self.hash_at = hash_at  # slot -> hash() of that key
-        self.entries = array("I", bytes(4 * _MIN))
+        self.entries = zeroed_array("I", _MIN)
         self.view = self.entries  # compiled: a C view of entries, made once per array
         self.mask = _MIN - 1
         self.count = 0
@@ -130,7 +131,7 @@ class SlotIndex:
 
     def _resize(self, size: cython.Py_ssize_t) -> cython.void:
         old = self.entries
-        self.entries = array("I", bytes(4 * size))
+        self.entries = zeroed_array("I", size)  # huge pages when >= 2 MiB
         self.view = self.entries
         self.mask = size - 1
         for e in old:
@@ -153,7 +154,7 @@ class SlotIndex:
 
     def clear(self) -> None:
         """Unindex everything."""
-        self.entries = array("I", bytes(4 * _MIN))
+        self.entries = zeroed_array("I", _MIN)
         self.view = self.entries  # compiled: a C view of entries, made once per array
         self.mask = _MIN - 1
         self.count = 0

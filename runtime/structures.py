@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from array import array
 from typing import TYPE_CHECKING, Any
 
 import cython
@@ -53,6 +52,7 @@ from runtime import hub as _hub
 from runtime.errors import FarDataLost, FarMemoryError, FarUnavailable
 from runtime.farclient import FarReply
 from runtime.heap import Segment
+from runtime.hugepages import zeroed_array
 from runtime.pointer import (
     DIRTY,
     EVACUATING,
@@ -171,7 +171,7 @@ class Remoteable:
     def __init__(self, manager: Manager, slots: int, params: dict):
         self.manager = manager
         self.heap = manager.heap
-        self.words = array("Q", bytes(8 * slots))  # one metadata word per slot
+        self.words = zeroed_array("Q", slots)  # one metadata word per slot
         self.owner_id = manager.register(self)
         far = manager.far
         self.far_ds = far.register(self.kind, params, self) if far is not None else None
