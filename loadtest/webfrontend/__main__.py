@@ -1,7 +1,8 @@
 """`python -m loadtest.webfrontend run|sweep`: AIFM's web frontend, far memory vs paging.
 
     run    one point:  --mode local|far|paging --local PCT, after the local
-           point it is compared with (vs local), unless --no-reference
+           point it is compared with (vs local), unless --no-reference;
+           --rounds N alternates the two N times and prints the median ratio
     sweep  local once, then every (PCT, mode): CSV, markdown table and PNG under
            --out (results/), progress on stderr as it goes
 
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import pstats
+import statistics
 import sys
 import time
 
@@ -57,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=sorted(BACKENDS), default="far")
     run.add_argument("--local", type=float, default=25.0, help="local memory, %% of W")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate the local reference and the point this many times; the median ratio",
+    )
     run.add_argument("--profile", metavar="FILE", help="cProfile the measured window into FILE")
     run.add_argument(
         "--callgrind",
@@ -110,12 +118,42 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _rounds(args: argparse.Namespace, ds: Dataset, stream: list[int], kw: dict) -> int:
+    """`run --rounds N`: N alternating (local, point) pairs; every row and the median ratio.
+
+    This machine's speed moves 20-30% over minutes (a neighbour's load): a
+    point measured beside its own local reference, several times over, is
+    what a comparison can rest on.
+    """
+    if args.mode == "local" or args.no_reference or args.profile or args.callgrind or args.json:
+        raise SystemExit("--rounds needs a far or paging --mode with its local reference")
+    rows, ratios = [], []
+    for n in range(1, args.rounds + 1):
+        _log(f"round {n}/{args.rounds}: local at 100%, then {args.mode} at {args.local:g}%")
+        pair = [
+            run_point(ds, "local", 100.0, stream, progress=_log, **kw),
+            run_point(ds, args.mode, args.local, stream, progress=_log, **kw),
+        ]
+        pair_rows = rows_of(pair)
+        rows += pair_rows
+        ratios.append(pair_rows[1]["vs_local"])
+    print(markdown_table(rows), end="")
+    each = ", ".join(f"{r:.3f}" for r in ratios)
+    print(
+        f"{args.mode} at {args.local:g}% vs local, {args.rounds} rounds: {each};"
+        f" median {statistics.median(ratios):.3f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; the exit status."""
     args = _parser().parse_args(argv)
     ds, stream = _setup(args)
     kw = {"threads": args.threads, "warmup": args.warmup, "seconds": args.seconds}
     if args.cmd == "run":
+        if args.rounds > 1:
+            return _rounds(args, ds, stream, kw)
         results = []
         if args.mode != "local" and not args.no_reference:
             _log("local at 100% first: the reference for vs local")

@@ -111,6 +111,20 @@ def test_cli_run_quick_measures_its_local_reference(capsys):
     assert 0 < float(paging.split(" | ")[4]) < 10  # vs local: a number, not nan
 
 
+def test_cli_run_rounds_alternate_and_print_the_median(capsys):
+    args = ["run", "--quick", "--mode", "paging", "--local", "50", "--warmup", "0.2"]
+    assert main(args + ["--seconds", "0.3", "--rounds", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("| local |") or line.startswith("| paging |")]
+    assert [r.split(" | ")[0] for r in rows] == ["| local", "| paging"] * 3
+    ratios = [float(r.split(" | ")[4]) for r in rows[1::2]]  # each against its own round's local
+    summary = lines[-1]
+    assert summary.startswith("paging at 50% vs local, 3 rounds: ")
+    assert summary.endswith(f"median {sorted(ratios)[1]:.3f}")
+    with pytest.raises(SystemExit):
+        main(["run", "--quick", "--mode", "local", "--rounds", "2"])
+
+
 def test_table_without_a_local_row_says_na():
     r = {k: 1.0 for k in COLUMNS} | {"mode": "far", "local_bytes": 1 << 20}
     (row,) = rows_of([r])
