@@ -306,7 +306,6 @@ class Dispatcher:
         table: RemHashTable = self.table
         table.admit_landed(fetched)
         if error is None and self._get_resident(req, out):  # all resident now: the hot path
-            table.cool_landed()  # fetched once: cold, unless a later get asks again
             return
         keys = req.keys
         found = table.lookup_many(scope, keys, self.now())

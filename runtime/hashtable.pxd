@@ -44,13 +44,11 @@ cdef class RemHashTable(Remoteable):
     cdef public Py_ssize_t _generation
     cdef public set _unsure
     cdef public bint _clear_pending
-    cdef public Py_ssize_t landed_slot
 
     cdef Segment _seg(self, unsigned long long w)
     cpdef _fetched(self, object key, _Fetch fetch, object status, object body)
     cpdef bint fetch_many(self, list keys, object on_done, object arg=*) except -1
     cpdef admit_landed(self, dict fetched)
-    cpdef void cool_landed(self)
     cdef bint _admit_landed_one(self, object key, object found, unsigned int now) except -1
     cdef long long _hash_slot(self, Py_ssize_t slot) except? -1
     cpdef Py_ssize_t _new_slot(self) except -1

@@ -329,7 +329,6 @@ class RemHashTable(Remoteable):
         self.nt_threshold = nt_threshold  # values this big are served, not kept
         self.clock = clock  # unix seconds
         self._fetches: dict[Key, _Fetch] = {}
-        self.landed_slot = -1  # the item a one-key admit_landed admitted, for cool_landed
         self.stats = {
             "far_hits": 0,  # gets answered by the far node
             "far_misses": 0,  # the filter said maybe, the node said no
@@ -842,7 +841,6 @@ class RemHashTable(Remoteable):
         room for, for landed_many to serve.
         """
         now: cython.uint = self._now()
-        self.landed_slot = -1
         if len(fetched) == 1:  # a one-key get: no list of the keys
             key, found = fetched.popitem()
             admitted: cython.bint = False
@@ -855,7 +853,6 @@ class RemHashTable(Remoteable):
         for key in list(fetched):
             if self._admit_landed_one(key, fetched[key], now):
                 del fetched[key]
-        self.landed_slot = -1  # several keys: each keeps the hotness its read gives it
 
     def _admit_landed_one(self, key: Key, found: object, now: cython.uint) -> cython.bint:
         """admit_landed's step: True if `key` is resident now (admitted, or meanwhile)."""
@@ -867,29 +864,10 @@ class RemHashTable(Remoteable):
         nt = self.nt_threshold
         if (exptime != 0 and exptime <= now) or (nt is not None and len(value) >= nt):
             return False
-        slot: cython.Py_ssize_t = self._store(key, value, flags, exptime, cas, _FAR, False, True)
-        if slot >= 0:
+        if self._store(key, value, flags, exptime, cas, _FAR, False, True) >= 0:
             self.stats["far_hits"] += 1
-            self.landed_slot = slot
             return True
         return False
-
-    def cool_landed(self) -> cython.void:
-        """After the reply to the get that admitted it: the item a one-key
-        admit_landed admitted is cold again (hotness 0). Never parks.
-
-        An item fetched once is dropped by the evacuator's next pass (clean:
-        its far copy stays), not copied to a survivor segment twice for the
-        hotness the admitting get's own read gave it; a second get makes it
-        hot (memcached's segmented LRU likewise bumps only items fetched again).
-        """
-        slot: cython.Py_ssize_t = self.landed_slot
-        self.landed_slot = -1
-        if slot < 0:
-            return
-        w: cython.ulonglong = self._w(slot)
-        if w & _PRESENT:
-            self._set_w(slot, w & _NOT_HOT)
 
     def landed_many(self, scope: DerefScope, keys: list[Key], fetched: dict) -> list[Item | None]:
         """Items for `keys` once their far reads landed in `fetched`; never parks, never goes far.

@@ -22,8 +22,6 @@ from runtime.errors import FarTimeout, FarUnavailable
 from runtime.farprocess import FarProcess
 from runtime.hashtable import RemHashTable
 from runtime.manager import Manager
-from runtime.pointer import FAR, HOT_DEREF
-from runtime.pointer import hotness as hotness_of
 from runtime.scope import DerefScope
 
 MiB = 1 << 20
@@ -200,42 +198,6 @@ def test_lookup_many_serves_live_residents_and_leaves_the_rest():
     assert got == [(7, 11, b"A" * 10), None, None, (1, 12, b"B" * 300), (7, 11, b"A" * 10)]
     assert state & 1  # FETCHED: mg h sees it was read
     assert atime == now
-
-
-def test_an_item_admitted_by_a_one_key_get_is_cold_after_its_reply():
-    """A far item fetched once is admitted, read (hot), then cooled: the evacuator drops
-    it at its next pass instead of copying it; a second get makes it hot again."""
-
-    def main():
-        table = RemHashTable(Manager(4 * MiB))
-        now = int(time.time())
-
-        def hotness(key: bytes) -> int:
-            return hotness_of(table.words[table.index.get(key)])
-
-        found = (5, 0, 77, b"V" * 20)  # flags, exptime, cas, value, as a far read decodes it
-        fetched = {b"k": found}
-        table.admit_landed(fetched)
-        admitted = (fetched, table.landed_slot == table.index.get(b"k"))
-        table.find_live(b"k", now)  # the admitting get's reply reads it
-        read = hotness(b"k")
-        table.cool_landed()
-        cooled = (hotness(b"k"), table.landed_slot, table.words[table.index.get(b"k")] & FAR)
-        table.cool_landed()  # nothing left to cool: a later get's hotness stays
-        table.find_live(b"k", now)
-        again = hotness(b"k")
-        table.cool_landed()
-        fetched2 = {b"x": found, b"y": found}  # several keys: no cooling
-        table.admit_landed(fetched2)
-        several = (fetched2, table.landed_slot)
-        return admitted, read, cooled, again, hotness(b"k"), several
-
-    admitted, read, cooled, again, later, several = H.run(main)
-    assert admitted == ({}, True)
-    assert read == HOT_DEREF
-    assert cooled == (0, -1, FAR)  # cold, clean, its far copy still counted
-    assert again == later == HOT_DEREF
-    assert several == ({}, -1)
 
 
 def test_values_of_copies_live_resident_values_and_pins_nothing():
