@@ -124,7 +124,9 @@ class Arena:
         per = max(1, HUGE_PAGE // self.block)
         if self.maps:
             per = max(per, (8 * HUGE_PAGE) // self.block)
-        m = mmap.mmap(-1, per * self.block)
+        # private: a shared anonymous map is shmem, which THP backs only where
+        # shmem_enabled allows it (`never` by default), and a fork would share it
+        m = mmap.mmap(-1, per * self.block, flags=mmap.MAP_PRIVATE)
         if _MADV_HUGEPAGE is not None and len(m) >= HUGE_PAGE:
             try:
                 m.madvise(_MADV_HUGEPAGE)

@@ -85,6 +85,8 @@ def test_arena_blocks_are_distinct_writable_and_reused():
     assert len(arena.maps) == 2 and arena.mapped_bytes == HUGE_PAGE + 8 * HUGE_PAGE
     addresses = {address_of(b) for b in blocks}
     assert len(addresses) == 20
+    # private memory: a shared anonymous map is shmem, which THP does not back by default
+    assert "sh" not in vm_flags(address_of(blocks[0]))
     arena.give(blocks[3])
     again = arena.take()
     assert address_of(again) == address_of(blocks[3]) and again[0] == 3
