@@ -26,7 +26,7 @@
   working: park 1, start park+1, stop start+1.
 
 - Memory: a 1-unit segment is a block of the heap's arena
-  (runtime.hugepages.Arena: anonymous maps of 2 MiB or more, advised for
+  (runtime.hugepages.Arena: private anonymous maps of 2 MiB or more, advised for
   huge pages, so a big heap's random reads miss the TLB less); a larger one
   is its own bytearray. A freed segment's buffer is kept for reuse (up to 64
   segments whole, the rest as arena blocks).

@@ -15,7 +15,7 @@ slowly, by khugepaged.
     advise_array(a)         advise an array's buffer in place: the word array
                             as it grows (glibc grows a big block by mremap,
                             which keeps the advice for the part not yet used)
-    Arena                   the heap's segments: slices of anonymous mmaps of
+    Arena                   the heap's segments: slices of private anonymous mmaps of
                             whole 2 MiB multiples, advised when mapped
 
 Only placement changes: where THP is `never` or madvise fails, memory stays
@@ -100,7 +100,7 @@ def zeroed_array(typecode: str, n: cython.Py_ssize_t) -> array:
 
 
 class Arena:
-    """Fixed-size blocks (heap segments) cut from anonymous mmaps advised for huge pages.
+    """Fixed-size blocks (heap segments) cut from private anonymous mmaps, advised for huge pages.
 
     Each map is a whole number of blocks and, where a block is 2 MiB or less,
     at least 2 MiB (16 MiB once the arena has grown past one map), so the
@@ -117,7 +117,7 @@ class Arena:
         self._views: list[memoryview] = []  # one writable view per map, sliced into blocks
         self._free: list[memoryview] = []  # blocks given back, reused first (LIFO)
         self._next = 0  # next unused block of the newest map
-        self._left = 0  # unused blocks left in the newest map
+        self._per = 0  # blocks in the newest map
         self.advised = 0  # maps madvise accepted
 
     def _grow(self) -> None:
@@ -136,17 +136,16 @@ class Arena:
         self.maps.append(m)
         self._views.append(memoryview(m))
         self._next = 0
-        self._left = per
+        self._per = per
 
     def take(self) -> memoryview:
         """A writable block: a given-back one, else a new one (zeros)."""
         if self._free:
             return self._free.pop()
-        if not self._left:
+        if self._next == self._per:
             self._grow()
         start = self._next * self.block
         self._next += 1
-        self._left -= 1
         return self._views[-1][start : start + self.block]
 
     def give(self, buf: memoryview) -> None:
